@@ -1,0 +1,115 @@
+"""User-facing errors of stateport.
+
+Every error a user can cause carries a short machine-readable ``code`` and a one-line
+message that says what was expected. The CLI prints ``error[CODE]: message`` and exits
+non-zero; it never shows a stack trace for these. Anything else that escapes is an
+internal bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+
+class StateportError(Exception):
+    """Base class of the errors a user can cause (bad input, unsupported model, ...)."""
+
+    code = "ERROR"
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "type": type(self).__name__, "message": self.message}
+
+
+class InvalidInputError(StateportError, ValueError):
+    """Input data or arguments that do not fit what the model or function expects."""
+
+    code = "INVALID_INPUT"
+
+
+class StateShapeError(InvalidInputError):
+    """A state tensor whose shape or dtype differs from the one the card declares."""
+
+    code = "INVALID_STATE"
+
+
+class ChunkLengthError(InvalidInputError):
+    """A chunk whose number of frames the model cannot take."""
+
+    code = "INVALID_CHUNK"
+
+
+class NonFiniteInputError(InvalidInputError):
+    """NaN or Inf in input audio, features or state."""
+
+    code = "NON_FINITE_INPUT"
+
+
+class ModelFileError(StateportError):
+    """A model file that is missing, not of the expected format, or corrupt."""
+
+    code = "INVALID_MODEL_FILE"
+
+
+class MissingCardError(ModelFileError):
+    """A model file without a stateport model card."""
+
+    code = "MISSING_CARD"
+
+
+class CardError(ModelFileError):
+    """A model card that does not parse or contradicts itself."""
+
+    code = "INVALID_CARD"
+
+
+class PortNameError(InvalidInputError):
+    """Port names that clash or break the naming rule."""
+
+    code = "INVALID_PORT_NAME"
+
+
+class UndeclaredStateError(StateportError):
+    """A module that keeps state the export would silently lose."""
+
+    code = "UNDECLARED_STATE"
+
+
+class UnsupportedError(StateportError):
+    """Something stateport (or the chosen backend) does not support."""
+
+    code = "NOT_SUPPORTED"
+
+
+class MissingDependencyError(UnsupportedError):
+    """An optional dependency (an extra) is not installed."""
+
+    code = "MISSING_DEPENDENCY"
+
+
+class BufferOverflowError(StateportError):
+    """Audio pushed into a full ring buffer whose policy is to raise."""
+
+    code = "BUFFER_OVERFLOW"
+
+
+class ParityError(StateportError):
+    """The exported model does not reproduce the reference within tolerance.
+
+    ``report`` holds every failed comparison, collected before raising.
+    """
+
+    code = "PARITY_FAILED"
+    exit_code = 1
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if self.report is not None:
+            d["report"] = self.report.to_dict()
+        return d

@@ -1,0 +1,86 @@
+"""Build the model card of a streaming module by probing it once."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import torch
+
+from .. import __version__
+from ..spec import (BATCH_DIM, TIME_DIM, ModelCard, OutputSpec, Provenance, StatePort, StreamingSpec,
+                    TensorPort, state_port_names)
+
+_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32",
+           torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
+
+PROBE_BATCH = 2  # a batch of 2 tells the batch axis apart from singleton dims
+
+
+def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
+    """A deterministic example input: [B, T, F], or [B, F] for frame-wise modules."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, model.input_dim) if model.time_axis is None else (batch, frames, model.input_dim)
+    return torch.randn(shape, generator=g)
+
+
+def frontend_window_samples(frontend: dict | None) -> int:
+    if not frontend or "frame_length_ms" not in frontend:
+        return 0
+    return int(round(frontend["frame_length_ms"] * frontend.get("sample_rate_hz", 16000) / 1000.0))
+
+
+def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance: dict) -> ModelCard:
+    """Describe ``model``'s ports and streaming contract; output shapes come from a probe run."""
+    s = model.streaming
+    decls = model.state_decls()
+    batch_dim = 1 if static else BATCH_DIM
+    frame_wise = model.time_axis is None
+    if frame_wise:
+        in_shape = [batch_dim, model.input_dim]
+    else:
+        in_shape = [batch_dim, chunk_frames if static else TIME_DIM, model.input_dim]
+    inputs = [TensorPort(model.input_name, "input", in_shape, "float32", None if frame_wise else 1)]
+
+    probe_frames = max(chunk_frames, 1)
+    x = example_input(model, probe_frames, PROBE_BATCH)
+    with torch.no_grad():
+        out = model.step(x, *model.init_state(PROBE_BATCH))
+    out_frames = probe_frames // max(s.subsampling, 1)
+    outputs = []
+    for oname, tensor in zip(model.output_names, out[: len(model.output_names)]):
+        shape, time_axis = [], None
+        for axis, size in enumerate(tensor.shape):
+            if axis == 0:
+                shape.append(batch_dim)
+            elif not frame_wise and time_axis is None and axis == 1 and size == out_frames:
+                time_axis = axis
+                if static:
+                    shape.append(int(size))
+                else:
+                    shape.append(TIME_DIM if s.subsampling == 1 else f"{TIME_DIM}_div_{s.subsampling}")
+            else:
+                shape.append(int(size))
+        outputs.append(TensorPort(oname, "output", shape, _DTYPES.get(tensor.dtype, "float32"), time_axis))
+
+    states = []
+    for d in decls:
+        pin, pout = state_port_names(d.name)
+        shape = [batch_dim if dim == BATCH_DIM else int(dim) for dim in d.shape]
+        states.append(StatePort(pin, pout, shape, d.batch_axis, _DTYPES[d.dtype], float(d.init),
+                                d.reset_on_end_of_speech, d.description))
+
+    streaming = StreamingSpec(
+        sample_rate_hz=s.sample_rate_hz, frame_hop_samples=s.frame_hop_samples,
+        frames_per_step=0 if frame_wise else chunk_frames,
+        frames_advanced_per_step=0 if frame_wise else chunk_frames - s.lookahead_frames,
+        frame_multiple=s.frame_multiple, min_frames=s.min_frames, lookahead_frames=s.lookahead_frames,
+        subsampling=s.subsampling, static=static, frontend_window_samples=frontend_window_samples(s.frontend))
+    output = OutputSpec(kind=s.output_kind, port=s.output_port or model.output_names[0],
+                        vocabulary=list(s.vocabulary), blank_id=s.blank_id)
+    prov = Provenance(
+        stateport_version=__version__, torch_version=torch.__version__,
+        parameters=sum(p.numel() for p in model.parameters()),
+        created_utc=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        **provenance)
+    return ModelCard(name=name, inputs=inputs, outputs=outputs, states=states, streaming=streaming,
+                     output=output, provenance=prov, frontend=s.frontend)

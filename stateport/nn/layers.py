@@ -1,0 +1,116 @@
+"""Streaming layers that know their own state.
+
+Each layer's ``forward`` (whole utterance from a fresh state) and ``step`` (one chunk with
+state carried) compute the same function; the tests prove it for ragged chunkings.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec import BATCH_DIM
+from .protocol import StateDecl, StreamingLayer
+
+
+class StreamingLSTM(StreamingLayer):
+    """Multi-layer unidirectional LSTM. x [B, T, F] -> y [B, T, H].
+
+    State: ``h`` and ``c``, each [num_layers, B, H] (batch on axis 1, as torch keeps it).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, dropout: float = 0.0):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+    def state_decls(self):
+        shape = (self.lstm.num_layers, BATCH_DIM, self.lstm.hidden_size)
+        return [StateDecl("h", shape, description="LSTM hidden state per layer"),
+                StateDecl("c", shape, description="LSTM cell state per layer")]
+
+    def step(self, x, h, c):
+        y, (h, c) = self.lstm(x, (h, c))
+        return y, h, c
+
+
+class StreamingGRU(StreamingLayer):
+    """Multi-layer unidirectional GRU. x [B, T, F] -> y [B, T, H]; state ``h`` [num_layers, B, H]."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, dropout: float = 0.0):
+        super().__init__()
+        self.gru = nn.GRU(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+    def state_decls(self):
+        return [StateDecl("h", (self.gru.num_layers, BATCH_DIM, self.gru.hidden_size),
+                          description="GRU hidden state per layer")]
+
+    def step(self, x, h):
+        y, h = self.gru(x, h)
+        return y, h
+
+
+class StreamingLSTMCell(StreamingLayer):
+    """An ``nn.LSTMCell`` run over a chunk of frames. x [B, T, F] -> y [B, T, H].
+
+    State: ``h`` and ``c``, each [B, H] (batch on axis 0, as LSTMCell keeps it). The cell's
+    weights load from any LSTMCell checkpoint. Over a time axis the cell is exactly a one-layer
+    LSTM with the same weights and gate order, so ``step`` runs the fused LSTM kernel: a
+    Python loop over frames would be unrolled at export and freeze the chunk length.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+
+    def state_decls(self):
+        shape = (BATCH_DIM, self.cell.hidden_size)
+        return [StateDecl("h", shape, description="LSTMCell hidden state"),
+                StateDecl("c", shape, description="LSTMCell cell state")]
+
+    def step(self, x, h, c):
+        cell = self.cell
+        weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+        # torch.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+        y, h1, c1 = torch.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)), weights, True, 1, 0.0, False, False, True)
+        return y, h1.squeeze(0), c1.squeeze(0)
+
+    def step_reference(self, x, h, c):
+        """Frame-by-frame loop over the plain LSTMCell (what users wrote by hand); for tests."""
+        ys = []
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+            ys.append(h)
+        return torch.stack(ys, dim=1), h, c
+
+
+class CausalConv1d(StreamingLayer):
+    """Causal 1-D convolution. x [B, C_in, T] -> y [B, C_out, T].
+
+    State: ``buf`` [B, C_in, (kernel_size - 1) * dilation], the last input frames the next
+    chunk's first outputs need (the left-padding buffer; zeros at the start of a stream, which
+    is exactly the zero padding of the offline forward). A layer with kernel 1 has no state.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, dilation: int = 1,
+                 groups: int = 1, bias: bool = True):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups,
+                              bias=bias)
+        self.context_frames = (kernel_size - 1) * dilation
+
+    def state_decls(self):
+        if self.context_frames == 0:
+            return []
+        return [StateDecl("buf", (BATCH_DIM, self.conv.in_channels, self.context_frames),
+                          description="left-padding buffer: the last input frames")]
+
+    def step(self, x, *state):
+        if self.context_frames == 0:
+            return (self.conv(x),)
+        (buf,) = state
+        full = torch.cat([buf, x], dim=2)
+        return self.conv(full), full[:, :, -self.context_frames:]
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (self.context_frames, 0)))

@@ -1,0 +1,159 @@
+"""Drive a stateport ONNX file from its card alone: state init, pairing, checks, the step.
+
+numpy + onnxruntime only. :class:`OnnxStepSession` exposes the model as the pure function
+``run(x, state) -> (outputs, new_state)``; every input is checked against the card before
+it reaches ONNX Runtime, so a wrong shape gives a one-line error that says what was expected
+instead of a stack trace from inside the runtime, and a failed call never loses the state.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ChunkLengthError, InvalidInputError, NonFiniteInputError, StateShapeError
+from ..spec import ModelCard
+from .model_file import card_from_metadata
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def make_ort_session(model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str = "all"):
+    """An onnxruntime CPU InferenceSession with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    from ..errors import ModelFileError
+
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise InvalidInputError(f"optimization {optimization!r}: expected one of {', '.join(OPTIMIZATION_LEVELS)}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Severity 3 hides the warning that state inputs are also initializers: that is by design
+    # (it makes them optional), not a problem for the user to fix.
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if not isinstance(model, (bytes, bytearray)):
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise ModelFileError(f"model file {path!r} does not exist")
+        model = path
+    try:
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped errors for unreadable files
+        raise ModelFileError(f"ONNX Runtime cannot load the model: {str(e).splitlines()[0]}") from None
+
+
+class OnnxStepSession:
+    """A stateport model in ONNX Runtime, driven by its card.
+
+    ``run(x, state)`` is pure: it returns new state and never mutates what it was given.
+    ``step(x)`` is the stateful convenience for one stream (or a batch of streams).
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str = "all",
+                 card: ModelCard | None = None):
+        self.session = make_ort_session(model, threads=threads, optimization=optimization)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.card = card or card_from_metadata(meta, "this ONNX model")
+        self.optimization = optimization
+        self._input = self.card.inputs[0]
+        self._dtype = np.dtype(self._input.dtype)
+        self.state: dict[str, np.ndarray] | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    def init_state(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """Fresh state for ``batch`` streams, keyed by state input port name."""
+        return {s.name: np.full(s.concrete_shape(batch), s.init, dtype=np.dtype(s.dtype)) for s in self.card.states}
+
+    def reset(self, only_end_of_speech: bool = False) -> None:
+        """Clear the stored state (all, or only states whose card flag says reset on end of speech)."""
+        if self.state is None or not self.card.states:
+            return
+        fresh = self.init_state(self._batch_of(self.state))
+        for s in self.card.states:
+            if not only_end_of_speech or s.reset_on_end_of_speech:
+                self.state[s.name] = fresh[s.name]
+
+    def _batch_of(self, state: dict) -> int:
+        s = self.card.states[0]
+        return int(state[s.name].shape[s.batch_axis])
+
+    # -- checks --------------------------------------------------------------------------
+    def check_input(self, x) -> np.ndarray:
+        """The input as an array the graph takes, or a typed error saying what was expected."""
+        port = self._input
+        if not isinstance(x, np.ndarray):
+            raise InvalidInputError(f"{port.name}: expected a numpy array, got {type(x).__name__}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InvalidInputError(f"{port.name}: expected floating-point values ({port.dtype}), got {x.dtype}")
+        if x.ndim != len(port.shape):
+            raise InvalidInputError(f"{port.name}: expected {len(port.shape)} dimensions {port.shape}, "
+                                    f"got shape {tuple(x.shape)}")
+        for axis, dim in enumerate(port.shape):
+            if isinstance(dim, int) and axis != port.time_axis and x.shape[axis] != dim:
+                raise InvalidInputError(f"{port.name}: axis {axis} must be {dim} (shape {port.shape}), "
+                                        f"got shape {tuple(x.shape)}")
+        if port.time_axis is not None:
+            why = self.card.streaming.check_chunk_frames(int(x.shape[port.time_axis]))
+            if why:
+                raise ChunkLengthError(f"{port.name}: a chunk of {x.shape[port.time_axis]} frames cannot be "
+                                       f"taken: {why}")
+        if not np.all(np.isfinite(x)):
+            raise NonFiniteInputError(f"{port.name}: input contains NaN or Inf; expected finite values")
+        return np.ascontiguousarray(x, dtype=self._dtype)
+
+    def check_state(self, state: dict, batch: int) -> dict:
+        """Every declared state present with the card's shape (for ``batch``) and dtype."""
+        missing = [s.name for s in self.card.states if s.name not in state]
+        if missing:
+            raise StateShapeError(f"state is missing {', '.join(missing)}; expected {self.card.input_names[1:]}")
+        unknown = sorted(set(state) - {s.name for s in self.card.states})
+        if unknown:
+            raise StateShapeError(f"unknown state port(s) {', '.join(unknown)}; expected "
+                                  f"{[s.name for s in self.card.states]}")
+        for s in self.card.states:
+            value = state[s.name]
+            expected = s.concrete_shape(batch)
+            if not isinstance(value, np.ndarray) or tuple(value.shape) != expected:
+                got = tuple(value.shape) if isinstance(value, np.ndarray) else type(value).__name__
+                raise StateShapeError(f"state {s.name}: expected shape {expected} (card {s.shape}, batch "
+                                      f"{batch}), got {got}")
+            if value.dtype != np.dtype(s.dtype):
+                raise StateShapeError(f"state {s.name}: expected dtype {s.dtype}, got {value.dtype}")
+            if not np.all(np.isfinite(value)):
+                raise NonFiniteInputError(f"state {s.name} contains NaN or Inf")
+        return state
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, x: np.ndarray, state: dict | None = None) -> tuple[dict, dict]:
+        """One call. ``state=None`` feeds only the input: the offline run from a fresh state."""
+        x = self.check_input(x)
+        feeds = {self._input.name: x}
+        if state is not None:
+            feeds.update(self.check_state(state, int(x.shape[0])))
+        values = self.session.run(self.card.output_names, feeds)
+        n = len(self.card.outputs)
+        outputs = dict(zip(self.card.output_names[:n], values[:n]))
+        new_state = {s.name: v for s, v in zip(self.card.states, values[n:])}
+        return outputs, new_state
+
+    def offline(self, x: np.ndarray) -> dict:
+        """The whole utterance in one call, feeding only the input (no state)."""
+        return self.run(x, None)[0]
+
+    def step(self, x: np.ndarray) -> dict:
+        """Stateful step: carries the state between calls (for a fixed batch of streams).
+
+        A failed call (bad input) leaves the stored state untouched.
+        """
+        if self.state is None:
+            self.state = self.init_state(int(self.check_input(x).shape[0]))
+        outputs, self.state = self.run(x, self.state)
+        return outputs

@@ -1,0 +1,136 @@
+"""The parity report: every comparison's figures, collected before anything raises."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class OutputDiff:
+    """How one output (or state) of the candidate differs from the reference."""
+
+    port: str
+    max_abs_diff: float | None = None
+    first_divergent_step: int | None = None
+    first_divergent_frame: int | None = None
+    argmax_agreement: float | None = None
+    problem: str | None = None  # e.g. a shape mismatch: nothing numeric to compare
+
+    def passed(self, tolerance: float) -> bool:
+        return self.problem is None and self.max_abs_diff is not None and self.max_abs_diff <= tolerance
+
+
+@dataclass
+class CheckResult:
+    """One comparison, e.g. ``onnx stream [ragged] vs torch offline``."""
+
+    name: str
+    detail: str
+    tolerance: float
+    diffs: list = field(default_factory=list)
+    error: str | None = None  # the candidate failed to run at all
+    compact: bool = False  # print one summary row when it passes (e.g. the signature check)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and bool(self.diffs) and all(d.passed(self.tolerance) for d in self.diffs)
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        vals = [d.max_abs_diff for d in self.diffs if d.max_abs_diff is not None]
+        return max(vals) if vals else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+@dataclass
+class ParityReport:
+    """All checks of one parity proof."""
+
+    backend: str
+    tolerance: float
+    seconds: float
+    frames: int
+    checks: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    optimization: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        vals = [c.max_abs_diff for c in self.checks if c.max_abs_diff is not None]
+        return max(vals) if vals else None
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "passed": self.passed, "tolerance": self.tolerance,
+                "seconds": self.seconds, "frames": self.frames, "max_abs_diff": self.max_abs_diff,
+                "optimization": self.optimization, "notes": list(self.notes),
+                "checks": [c.to_dict() for c in self.checks]}
+
+    def certificate(self) -> dict:
+        """The compact form written into the card."""
+        return {"passed": self.passed, "backend": self.backend, "tolerance": self.tolerance,
+                "seconds": self.seconds, "frames": self.frames, "max_abs_diff": self.max_abs_diff,
+                "ort_graph_optimization": self.optimization,
+                "compared": [{"check": c.name, "detail": c.detail, "max_abs_diff": c.max_abs_diff,
+                              "passed": c.passed} for c in self.checks],
+                "notes": list(self.notes)}
+
+    def to_text(self) -> str:
+        """A readable table: one row per check and output."""
+        lines = [f"parity: {self.backend} vs torch over {self.seconds:g} s ({self.frames} frames), "
+                 f"tolerance {self.tolerance:g} -> {'PASS' if self.passed else 'FAIL'}"]
+        head = f"  {'check':<48} {'port':<18} {'max|diff|':>10} {'1st bad step':>12} {'argmax agr':>10}  ok"
+        lines.append(head)
+        for c in self.checks:
+            if c.error:
+                lines.append(f"  {c.name:<48} {'-':<18} {'ERROR':>10} {'':>12} {'':>10}  no")
+                lines.append(f"      {c.error}")
+                continue
+            if c.compact and c.passed:
+                lines.append(f"  {c.name:<48} {f'all {len(c.diffs)} ports':<18} {'':>10} {'':>12} {'':>10}  yes")
+                continue
+            for d in c.diffs:
+                mad = "-" if d.max_abs_diff is None else f"{d.max_abs_diff:.2e}"
+                step = "" if d.first_divergent_step is None else f"{d.first_divergent_step} (f{d.first_divergent_frame})"
+                agr = "" if d.argmax_agreement is None else f"{100 * d.argmax_agreement:.2f}%"
+                ok = "yes" if d.passed(c.tolerance) else "no"
+                lines.append(f"  {c.name:<48} {d.port:<18} {mad:>10} {step:>12} {agr:>10}  {ok}")
+                if d.problem:
+                    lines.append(f"      {d.problem}")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        return "\n".join(lines)
+
+
+def diff_output(port: str, got: np.ndarray, ref: np.ndarray, *, tolerance: float, time_axis: int | None,
+                step_bounds: list | None, argmax: bool) -> OutputDiff:
+    """Compare one output; ``step_bounds`` are the (start, end) frame ranges each step produced."""
+    if got.shape != ref.shape:
+        return OutputDiff(port, problem=f"shape {tuple(got.shape)} differs from the reference {tuple(ref.shape)}")
+    if not np.all(np.isfinite(got)):
+        return OutputDiff(port, problem="the candidate produced NaN or Inf")
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    result = OutputDiff(port, max_abs_diff=float(diff.max()) if diff.size else 0.0)
+    if time_axis is not None and diff.size:
+        per_frame = diff.max(axis=tuple(a for a in range(diff.ndim) if a != time_axis))
+        bad = np.nonzero(per_frame > tolerance)[0]
+        if bad.size:
+            result.first_divergent_frame = int(bad[0])
+            if step_bounds:
+                result.first_divergent_step = next(i for i, (a, b) in enumerate(step_bounds) if a <= bad[0] < b)
+    if argmax and got.ndim >= 2 and got.shape[-1] > 1:
+        result.argmax_agreement = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
+    return result

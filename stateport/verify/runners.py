@@ -1,0 +1,65 @@
+"""Uniform step runners over torch and the backends, so one parity routine compares any pair.
+
+A runner exposes ``init_state(batch)``, ``run(x, state) -> (outputs, new_state)`` (``state``
+None means feed only the input: the offline mode), all in numpy, keyed by card port names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import ModelCard
+
+
+class TorchRunner:
+    """The torch reference: ``step`` for streaming, ``forward`` for the offline result."""
+
+    name = "torch"
+
+    def __init__(self, model, card: ModelCard):
+        self.model = model.eval()
+        self.card = card
+
+    def init_state(self, batch: int) -> dict:
+        return {s.name: t.numpy() for s, t in zip(self.card.states, self.model.init_state(batch))}
+
+    def run(self, x: np.ndarray, state: dict | None):
+        import torch
+
+        with torch.no_grad():
+            xt = torch.from_numpy(np.ascontiguousarray(x))
+            if state is None:
+                outs = self.model(xt)
+                if isinstance(outs, torch.Tensor):
+                    outs = (outs,)
+                return {p.name: o.numpy() for p, o in zip(self.card.outputs, outs)}, {}
+            st = [torch.from_numpy(np.ascontiguousarray(state[s.name])) for s in self.card.states]
+            outs = self.model.step(xt, *st)
+        n = len(self.card.outputs)
+        outputs = {p.name: o.numpy() for p, o in zip(self.card.outputs, outs[:n])}
+        return outputs, {s.name: o.numpy() for s, o in zip(self.card.states, outs[n:])}
+
+
+class OnnxRunner:
+    """An exported ONNX file in ONNX Runtime, at a chosen graph-optimisation level."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path_or_bytes, card: ModelCard | None = None, *, optimization: str = "all", threads: int = 1):
+        from ..runtime.session import OnnxStepSession
+
+        self.session = OnnxStepSession(path_or_bytes, threads=threads, optimization=optimization, card=card)
+        self.card = self.session.card
+        self.optimization = optimization
+
+    def init_state(self, batch: int) -> dict:
+        return self.session.init_state(batch)
+
+    def run(self, x: np.ndarray, state: dict | None):
+        return self.session.run(x, state)
+
+    def declared_shapes(self) -> dict:
+        """Port name -> shape as the graph declares it (None for unknown dims)."""
+        s = self.session.session
+        args = s.get_inputs() + s.get_overridable_initializers() + s.get_outputs()
+        return {a.name: list(a.shape) if a.shape is not None else None for a in args}
