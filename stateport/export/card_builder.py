@@ -23,6 +23,12 @@ def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch
     return torch.randn(shape, generator=g)
 
 
+def example_sequence(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
+    """A deterministic [B, T, F] sequence: what ``forward`` takes, frame-wise modules included."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((batch, frames, model.input_dim), generator=g)
+
+
 def frontend_window_samples(frontend: dict | None) -> int:
     if not frontend or "frame_length_ms" not in frontend:
         return 0

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import InvalidInputError, UnsupportedError
 from ..runtime.model_file import write_card
 from ..spec import ModelCard
-from .card_builder import build_card, example_input
+from .card_builder import build_card, example_input, example_sequence
 from .state_guard import check_no_hidden_state
 
 DEFAULT_OPSET = 17
@@ -126,7 +126,8 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
         if frames % s.frame_multiple or frames < s.min_frames:
             raise InvalidInputError(f"chunk_frames={frames} does not fit this model: it needs a multiple of "
                                     f"{s.frame_multiple} frames, at least {s.min_frames}")
-    check_no_hidden_state(model, example_input(model, max(frames or 1, 1), 2))
+    probe_frames = max(frames or 1, 1)
+    check_no_hidden_state(model, example_input(model, probe_frames, 2), example_sequence(model, 3, 2))
 
     provenance = dict(provenance or {})
     provenance.setdefault("architecture", getattr(model, "architecture", type(model).__name__))

@@ -23,8 +23,9 @@ def _tensor_attributes(model: torch.nn.Module) -> dict:
     return found
 
 
-def check_no_hidden_state(model, example_x: torch.Tensor) -> None:
-    """Run ``step`` twice and ``forward`` once on ``example_x``; raise if hidden state changed.
+def check_no_hidden_state(model, example_x: torch.Tensor, example_sequence: torch.Tensor) -> None:
+    """Run ``step`` twice on ``example_x`` and ``forward`` on ``example_sequence`` [B, T, F];
+    raise if hidden state changed.
 
     Buffers are restored afterwards, so the check itself leaves the model as it was.
     """
@@ -36,7 +37,7 @@ def check_no_hidden_state(model, example_x: torch.Tensor) -> None:
             for _ in range(2):
                 out = model.step(example_x, *state)
                 state = tuple(out[len(model.output_names):])
-            model(example_x)
+            model(example_sequence)
         after = dict(model.named_buffers())
         offenders = []
         for name, (buf, version, value) in before.items():

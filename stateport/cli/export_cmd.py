@@ -1,0 +1,40 @@
+"""``stateport export``: build, export with explicit state ports, prove parity, certify."""
+
+from __future__ import annotations
+
+from ..verify import DEFAULT_SECONDS, DEFAULT_TOLERANCE
+
+
+def add_parser(sub):
+    p = sub.add_parser("export", help="export a streaming model to ONNX with explicit state ports and a card")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--arch", help="a built-in architecture (see `stateport list`)")
+    src.add_argument("--module", help="FILE.py:OBJ naming a StreamingModule (or a function returning one)")
+    p.add_argument("--size", help="size of a built-in architecture (tiny, default, ...)")
+    p.add_argument("--checkpoint", help="weights to load (a state_dict, or a dict with 'state_dict')")
+    p.add_argument("-o", "--out", required=True, help="output .onnx path")
+    p.add_argument("--chunk-frames", type=int, help="nominal frames per step (default: the model's)")
+    p.add_argument("--static", action="store_true", help="fix every shape (batch 1, one chunk) for NPU/DSP compilers")
+    p.add_argument("--no-verify", action="store_true", help="skip the parity proof (no certificate)")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="input length of the parity proof")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |diff| allowed")
+    p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
+                   help="torch exporter (dynamo freezes LSTM time axes on torch 2.13: for diagnosis)")
+    p.add_argument("--seed", type=int, default=0, help="init seed of a built-in architecture without checkpoint")
+    return p
+
+
+def run(args):
+    from ..export import export_model
+
+    result = export_model(args.out, arch=args.arch, size=args.size, module=args.module, checkpoint=args.checkpoint,
+                          chunk_frames=args.chunk_frames, static=args.static, verify=not args.no_verify,
+                          seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter, seed=args.seed)
+    if not args.json:
+        card = result.card
+        print(f"wrote {result.path}: {', '.join(card.input_names)} -> {', '.join(card.output_names)}")
+        if result.report:
+            print(result.report.to_text())
+        else:
+            print("parity proof skipped (--no-verify): the card carries no certificate")
+    return 0, result.to_dict()

@@ -1,0 +1,69 @@
+"""The export job: build -> export -> prove parity -> write the certificate into the card."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import ParityError
+from ..spec import ModelCard
+from ..verify import DEFAULT_SECONDS, DEFAULT_TOLERANCE, ParityReport, prove_parity
+from ..verify.runners import OnnxRunner, TorchRunner
+from .onnx_export import export_onnx, update_card
+from .sources import build_model, rebuild_reference
+
+
+@dataclass
+class ExportResult:
+    path: str
+    card: ModelCard
+    report: ParityReport | None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "card": self.card.to_dict(),
+                "parity": self.report.to_dict() if self.report else None}
+
+
+def certify(model, path: str, card: ModelCard, *, seconds: float = DEFAULT_SECONDS,
+            tolerance: float = DEFAULT_TOLERANCE, optimization: str = "all", write: bool = True) -> ParityReport:
+    """Prove parity of the file at ``path`` against ``model``; write the certificate; raise if it fails.
+
+    With ``write``, the certificate is written either way (``passed: false`` on failure) so
+    ``inspect`` shows what was found.
+    """
+    report = prove_parity(TorchRunner(model, card), OnnxRunner(path, card, optimization=optimization), card,
+                          seconds=seconds, tolerance=tolerance)
+    if write:
+        card.certificate = report.certificate()
+        update_card(path, card)
+    if not report.passed:
+        names = ", ".join(c.name for c in report.failures)
+        raise ParityError(f"parity failed for {os.path.basename(path)} ({len(report.failures)} of "
+                          f"{len(report.checks)} checks): {names}", report)
+    return report
+
+
+def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str | None = None,
+                 module: str | None = None, checkpoint: str | None = None, chunk_frames: int | None = None,
+                 static: bool = False, verify: bool = True, seconds: float = DEFAULT_SECONDS,
+                 tolerance: float = DEFAULT_TOLERANCE, exporter: str = "torchscript", seed: int = 0) -> ExportResult:
+    """``stateport export``: the same argument names as the CLI."""
+    model, provenance = build_model(arch=arch, size=size, module=module, checkpoint=checkpoint, seed=seed)
+    out = os.fspath(out)
+    card = export_onnx(model, out, chunk_frames=chunk_frames, static=static, exporter=exporter,
+                       provenance=provenance)
+    report = certify(model, out, card, seconds=seconds, tolerance=tolerance) if verify else None
+    return ExportResult(out, card, report)
+
+
+def verify_file(path: str | os.PathLike, *, module: str | None = None, checkpoint: str | None = None,
+                seconds: float = DEFAULT_SECONDS, tolerance: float = DEFAULT_TOLERANCE,
+                optimization: str = "all", write_certificate: bool = False) -> ParityReport:
+    """``stateport verify``: rebuild the torch reference from the card and re-run the proof."""
+    from ..runtime.model_file import read_card
+
+    path = os.fspath(path)
+    card = read_card(path)
+    model = rebuild_reference(card, module=module, checkpoint=checkpoint)
+    return certify(model, path, card, seconds=seconds, tolerance=tolerance, optimization=optimization,
+                   write=write_certificate)
