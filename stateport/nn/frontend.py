@@ -1,0 +1,175 @@
+"""Torch twin of the runtime frontend: the same Kaldi fbank / MFCC, batched, differentiable.
+
+Training computes features with this module (on CPU or GPU, inside the data pipeline or
+the model); the deployed client computes them with ``stateport.runtime.frontend``
+(kaldi_native_fbank). Both read the same ``FrontendConfig``, and
+``tests/nn/test_torch_frontend.py`` checks they agree, so a model trained on these
+features sees the same numbers on the device.
+
+Kaldi's recipe, per frame (``L`` = frame length, ``N_fft`` = next power of two >= L):
+remove the DC offset, (raw log energy), preemphasis ``y[i] = x[i] - c x[i-1]`` with
+``y[0] = x[0] - c x[0]``, window, zero-pad to ``N_fft``, power spectrum, triangular mel
+filters on ``1127 ln(1 + f / 700)``, ``log(max(., float32 eps))``; MFCC: orthonormal DCT-II
+of the log-mel energies, c0 replaced by the log energy when ``use_energy``, then Kaldi's
+lifter ``1 + Q/2 sin(pi i / Q)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from stateport.errors import InvalidInputError
+from stateport.runtime.frontend import FrontendConfig
+
+__all__ = ["TorchFrontend", "kaldi_mel_banks", "kaldi_window", "kaldi_dct_matrix", "kaldi_lifter"]
+
+
+def _mel_scale(freq_hz: np.ndarray) -> np.ndarray:
+    return 1127.0 * np.log(1.0 + freq_hz / 700.0)
+
+
+def kaldi_window(config: FrontendConfig) -> np.ndarray:
+    """Analysis window ``[L]`` float64 (Kaldi's symmetric definitions, denominator L - 1)."""
+    length = config.frame_length_samples
+    a = 2.0 * math.pi / (length - 1) if length > 1 else 0.0
+    n = np.arange(length, dtype=np.float64)
+    if config.window == "povey":
+        return (0.5 - 0.5 * np.cos(a * n)) ** 0.85
+    if config.window == "hann":
+        return 0.5 - 0.5 * np.cos(a * n)
+    if config.window == "hamming":
+        return 0.54 - 0.46 * np.cos(a * n)
+    raise InvalidInputError(f"window must be one of povey, hann, hamming; got {config.window!r}")
+
+
+def kaldi_mel_banks(config: FrontendConfig) -> np.ndarray:
+    """Triangular mel filters ``[num_mel_bins, N_fft // 2 + 1]`` float64, as Kaldi builds them.
+
+    Kaldi evaluates the triangles on FFT bins ``0 .. N_fft/2 - 1`` only: the Nyquist column
+    stays zero.
+    """
+    fft_size = config.fft_size_samples
+    num_bins = config.num_mel_bins
+    fft_bin_width_hz = config.sample_rate_hz / fft_size
+    mel_low = _mel_scale(np.float64(config.low_freq_hz))
+    mel_high = _mel_scale(np.float64(config.effective_high_freq_hz))
+    mel_delta = (mel_high - mel_low) / (num_bins + 1)
+    left = mel_low + np.arange(num_bins)[:, None] * mel_delta
+    center = left + mel_delta
+    right = center + mel_delta
+    mel = _mel_scale(fft_bin_width_hz * np.arange(fft_size // 2, dtype=np.float64))[None, :]
+    rising = (mel - left) / (center - left)
+    falling = (right - mel) / (right - center)
+    weights = np.where(mel <= center, rising, falling)
+    weights = np.where((mel > left) & (mel < right), weights, 0.0)
+    return np.concatenate([weights, np.zeros((num_bins, 1))], axis=1)
+
+
+def kaldi_dct_matrix(num_ceps: int, num_mel_bins: int) -> np.ndarray:
+    """Orthonormal DCT-II rows ``[num_ceps, num_mel_bins]`` float64 (Kaldi ComputeDctMatrix)."""
+    k = np.arange(num_ceps, dtype=np.float64)[:, None]
+    n = np.arange(num_mel_bins, dtype=np.float64)[None, :]
+    dct = np.sqrt(2.0 / num_mel_bins) * np.cos(math.pi / num_mel_bins * (n + 0.5) * k)
+    dct[0, :] = np.sqrt(1.0 / num_mel_bins)
+    return dct
+
+
+def kaldi_lifter(num_ceps: int, cepstral_lifter: float) -> np.ndarray:
+    """Cepstral lifter coefficients ``[num_ceps]`` float64 (all ones when Q == 0)."""
+    if cepstral_lifter == 0.0:
+        return np.ones(num_ceps)
+    i = np.arange(num_ceps, dtype=np.float64)
+    return 1.0 + 0.5 * cepstral_lifter * np.sin(math.pi * i / cepstral_lifter)
+
+
+class TorchFrontend(nn.Module):
+    """Batched Kaldi fbank / MFCC: waveforms ``[B, N]`` float in [-1, 1] -> ``[B, T, F]``.
+
+    ``T = config.num_frames(N)`` and ``F = config.num_features``. No trainable parameters;
+    the window, mel filters, DCT and lifter are non-persistent buffers (derived from the
+    config, so they follow ``.to(device)`` and stay out of ``state_dict``). All rows of a
+    batch have the same length N: with ``snip_edges=False`` the last frames mirror the end
+    of the row, so zero-padded rows give different tail frames than their unpadded audio.
+    """
+
+    def __init__(self, config: FrontendConfig):
+        super().__init__()
+        if not isinstance(config, FrontendConfig):
+            raise InvalidInputError(f"TorchFrontend expects a FrontendConfig; got {type(config).__name__}")
+        self.config = config
+        f32 = torch.float32
+        self.register_buffer("window", torch.tensor(kaldi_window(config), dtype=f32), persistent=False)
+        self.register_buffer("mel_banks", torch.tensor(kaldi_mel_banks(config), dtype=f32), persistent=False)
+        if config.kind == "mfcc":
+            dct = kaldi_dct_matrix(config.num_ceps, config.num_mel_bins)
+            lifter = kaldi_lifter(config.num_ceps, config.cepstral_lifter)
+            self.register_buffer("dct", torch.tensor(dct, dtype=f32), persistent=False)
+            self.register_buffer("lifter", torch.tensor(lifter, dtype=f32), persistent=False)
+        self.log_floor = config.log_floor
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"kind={c.kind}, num_features={c.num_features}, snip_edges={c.snip_edges}"
+
+    def frame_indices(self, num_samples: int, device=None) -> torch.Tensor:
+        """Sample index of every window position ``[T, L]`` (long), mirrored at both ends."""
+        c = self.config
+        num_frames = c.num_frames(num_samples)
+        starts = torch.arange(num_frames, device=device) * c.frame_shift_samples
+        if not c.snip_edges:
+            starts = starts + (c.frame_shift_samples // 2 - c.frame_length_samples // 2)
+        idx = starts[:, None] + torch.arange(c.frame_length_samples, device=device)[None, :]
+        if not c.snip_edges and num_frames > 0:
+            # Kaldi mirrors out-of-range samples (s < 0 -> -s - 1, s >= N -> 2N - 1 - s),
+            # repeatedly for very short signals: that is a reflection with period 2N.
+            idx = torch.remainder(idx, 2 * num_samples)
+            idx = torch.where(idx >= num_samples, 2 * num_samples - 1 - idx, idx)
+        return idx
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` float -> ``[B, T, F]`` float32 features."""
+        if not isinstance(waveforms, torch.Tensor):
+            raise InvalidInputError(
+                f"TorchFrontend expects float waveforms [B, N]; got {type(waveforms).__name__}"
+            )
+        if waveforms.dim() != 2 or not waveforms.is_floating_point():
+            raise InvalidInputError(
+                f"TorchFrontend expects float waveforms [B, N]; got shape "
+                f"{tuple(waveforms.shape)} dtype {waveforms.dtype}"
+            )
+        c = self.config
+        batch, num_samples = waveforms.shape
+        x = waveforms.to(torch.float32) * c.input_scale
+        idx = self.frame_indices(num_samples, device=x.device)
+        if idx.shape[0] == 0:
+            return x.new_zeros(batch, 0, c.num_features)
+        frames = x[:, idx]  # [B, T, L]
+
+        if c.remove_dc_offset:
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+        log_energy = None
+        if c.use_energy:  # raw energy: before preemphasis and window (Kaldi raw_energy)
+            log_energy = torch.log(frames.pow(2).sum(dim=-1).clamp_min(self.log_floor))
+            if c.energy_floor > 0:
+                log_energy = log_energy.clamp_min(math.log(c.energy_floor))
+        if c.preemphasis != 0.0:
+            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+            frames = frames - c.preemphasis * previous
+        frames = frames * self.window
+
+        spectrum = torch.fft.rfft(frames, n=c.fft_size_samples, dim=-1)
+        power = spectrum.real.pow(2) + spectrum.imag.pow(2)  # [B, T, N_fft/2 + 1]
+        log_mel = torch.log((power @ self.mel_banks.T).clamp_min(self.log_floor))
+
+        if c.kind == "fbank":
+            if log_energy is not None:
+                return torch.cat([log_energy[..., None], log_mel], dim=-1)
+            return log_mel
+        ceps = log_mel @ self.dct.T
+        if log_energy is not None:
+            ceps = torch.cat([log_energy[..., None], ceps[..., 1:]], dim=-1)
+        return ceps * self.lifter

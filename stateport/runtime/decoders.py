@@ -1,0 +1,499 @@
+"""Output decoders of the client loop (pure numpy): CTC, transducer, keyword spotting.
+
+The streaming decoders take the model output chunk by chunk and keep what must cross a
+chunk boundary (CTC: the previous frame's best token; transducer: the predictor state;
+keyword spotter: the smoothing window and refractory timer), so any chunking of the same
+output gives the same result. Frame indices are absolute: frame 0 is the first output frame
+after construction or ``reset()`` unless the caller passes ``start_frame``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from stateport.errors import InvalidInputError, NonFiniteInputError
+
+__all__ = [
+    "DecodedToken",
+    "DecodingResult",
+    "CtcGreedyDecoder",
+    "BeamHypothesis",
+    "ctc_prefix_beam_search",
+    "TransducerGreedyDecoder",
+    "KeywordEvent",
+    "KeywordSpotter",
+]
+
+
+@dataclass(frozen=True)
+class DecodedToken:
+    """One emitted token: its id, text and the absolute output frame it was emitted on."""
+
+    token_id: int
+    frame_index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    """Everything decoded since the last reset."""
+
+    token_ids: tuple[int, ...]
+    frame_indices: tuple[int, ...]
+    text: str
+
+
+# ---------------------------------------------------------------------- shared checks
+def _check_vocabulary(vocabulary, blank_id: int | None) -> tuple[str, ...]:
+    if isinstance(vocabulary, (str, bytes)) or not isinstance(vocabulary, Sequence):
+        raise InvalidInputError(f"vocabulary must be a sequence of strings; got {type(vocabulary).__name__}")
+    vocab = tuple(vocabulary)
+    if not vocab or not all(isinstance(t, str) for t in vocab):
+        raise InvalidInputError("vocabulary must be a non-empty sequence of strings (index = token id)")
+    if blank_id is not None:
+        _check_index("blank_id", blank_id, len(vocab))
+    return vocab
+
+
+def _check_index(name: str, value: Any, size: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < size:
+        raise InvalidInputError(f"{name} must be an int in [0, {size}); got {value!r}")
+    return int(value)
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidInputError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _check_matrix(name: str, array: Any, num_columns: int | None, what: str) -> np.ndarray:
+    """A finite float ``[T, num_columns]`` array, or an InvalidInputError saying so."""
+    array = np.asarray(array)
+    expected = f"[T, {num_columns if num_columns is not None else 'D'}]"
+    if array.ndim != 2 or (num_columns is not None and array.shape[1] != num_columns):
+        raise InvalidInputError(f"{name} must be {what} {expected}; got shape {array.shape}")
+    if array.dtype.kind != "f":
+        raise InvalidInputError(f"{name} must be float {what} {expected}; got dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise NonFiniteInputError(f"{name} contains NaN or Inf")
+    return array
+
+
+class _FrameClock:
+    """Absolute frame counter; checks that chunks given with ``start_frame`` are contiguous."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.next_frame: int | None = None
+
+    def begin(self, start_frame: int | None, num_frames: int) -> int:
+        if start_frame is None:
+            start = 0 if self.next_frame is None else self.next_frame
+        else:
+            start = _check_count("start_frame", start_frame, 0)
+            # The carried state (last token, smoothing window) is only valid for the frame
+            # right after the previous chunk, so a gap or overlap would silently corrupt it.
+            if self.next_frame is not None and start != self.next_frame:
+                raise InvalidInputError(
+                    f"start_frame must continue the stream at frame {self.next_frame}; got "
+                    f"{start} (call reset() to start a new stream)"
+                )
+        self.next_frame = start + num_frames
+        return start
+
+
+# ---------------------------------------------------------------------- CTC greedy
+class CtcGreedyDecoder:
+    """Streaming CTC best-path decoding: argmax per frame, merge repeats, drop blanks.
+
+    The previous frame's argmax is carried across chunks, so a token whose frames straddle a
+    chunk boundary is emitted once, on its first frame, whatever the chunking.
+
+    Args:
+        blank_id: the CTC blank's index in ``vocabulary``.
+        vocabulary: token strings, index = token id (V entries).
+        separator: joins token strings into ``result().text`` (" " for word tokens).
+    """
+
+    def __init__(self, blank_id: int, vocabulary: Sequence[str], *, separator: str = " "):
+        self._vocabulary = _check_vocabulary(vocabulary, blank_id)
+        self._blank_id = int(blank_id)
+        self._separator = separator
+        self._clock = _FrameClock()
+        self.reset()
+
+    @property
+    def blank_id(self) -> int:
+        return self._blank_id
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self._vocabulary
+
+    def reset(self) -> None:
+        """Forget the stream: no tokens, frame counter back to 0."""
+        self._previous_id = self._blank_id
+        self._tokens: list[DecodedToken] = []
+        self._clock.reset()
+
+    def accept(self, logits: np.ndarray, start_frame: int | None = None) -> list[DecodedToken]:
+        """Decode one chunk ``[T, V]`` (logits or log-probs); return the tokens it emits.
+
+        ``start_frame``: absolute index of ``logits[0]`` (default: continue the stream).
+        """
+        logits = _check_matrix("logits", logits, len(self._vocabulary), "CTC scores")
+        first_frame = self._clock.begin(start_frame, logits.shape[0])
+        emitted = []
+        for offset, token_id in enumerate(np.argmax(logits, axis=1).tolist()):
+            if token_id != self._blank_id and token_id != self._previous_id:
+                emitted.append(DecodedToken(token_id, first_frame + offset, self._vocabulary[token_id]))
+            self._previous_id = token_id
+        self._tokens.extend(emitted)
+        return emitted
+
+    def result(self) -> DecodingResult:
+        """All tokens since the last reset, with their frames and joined text."""
+        return _result(self._tokens, self._separator)
+
+
+def _result(tokens: list[DecodedToken], separator: str) -> DecodingResult:
+    return DecodingResult(
+        token_ids=tuple(t.token_id for t in tokens),
+        frame_indices=tuple(t.frame_index for t in tokens),
+        text=separator.join(t.text for t in tokens),
+    )
+
+
+# ---------------------------------------------------------------------- CTC prefix beam
+@dataclass(frozen=True)
+class BeamHypothesis:
+    """A labeling and its total CTC log-probability (summed over all its alignments)."""
+
+    token_ids: tuple[int, ...]
+    log_prob: float
+    text: str | None = None
+
+
+def _logaddexp(*values: float) -> float:
+    m = max(values)
+    if m == -math.inf:
+        return -math.inf
+    return m + math.log(sum(math.exp(v - m) for v in values))
+
+
+def ctc_prefix_beam_search(
+    log_probs: np.ndarray,
+    blank_id: int,
+    beam_size: int = 8,
+    word_list: Sequence[str | int] | None = None,
+    vocabulary: Sequence[str] | None = None,
+    *,
+    separator: str = " ",
+) -> list[BeamHypothesis]:
+    """CTC prefix beam search over a whole utterance, in log space.
+
+    Args:
+        log_probs: ``[T, V]`` log-probabilities (log_softmax over V; rows must normalise).
+        blank_id: the blank's index.
+        beam_size: prefixes kept after each frame (also the number of non-blank tokens
+            expanded per frame: the ``beam_size`` most likely allowed ones).
+        word_list: optional constraint: only these tokens may be emitted (token strings,
+            looked up in ``vocabulary``, or token ids). Tokens are whole words here (e.g.
+            digit words), so this restricts the output to the listed words.
+        vocabulary: token strings (index = token id); needed for string ``word_list`` entries
+            and to fill ``BeamHypothesis.text``.
+
+    Returns:
+        Up to ``beam_size`` hypotheses, most probable first. The best one's ``log_prob`` is
+        the exact log-probability of its labeling when no pruning removed one of its prefixes.
+    """
+    num_classes = None if vocabulary is None else len(vocabulary)
+    vocab = None if vocabulary is None else _check_vocabulary(vocabulary, blank_id)
+    log_probs = _check_matrix("log_probs", log_probs, num_classes, "CTC log-probabilities")
+    num_classes = log_probs.shape[1]
+    blank_id = _check_index("blank_id", blank_id, num_classes)
+    beam_size = _check_count("beam_size", beam_size, 1)
+    if log_probs.shape[0]:
+        row_log_sums = np.logaddexp.reduce(log_probs.astype(np.float64), axis=1)
+        worst = float(np.abs(row_log_sums).max())
+        if worst > 1e-3:
+            raise InvalidInputError(
+                f"log_probs rows must be log-probabilities (log_softmax over V); a row's "
+                f"logsumexp is off 0 by {worst:.3g}"
+            )
+    allowed = _allowed_tokens(word_list, vocab, num_classes, blank_id)
+
+    # prefix -> (log P(prefix, ending in blank), log P(prefix, ending in its last token))
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}
+    neg_inf = -math.inf
+    for frame in log_probs.astype(np.float64):
+        blank_lp = float(frame[blank_id])
+        candidates = allowed[np.argsort(-frame[allowed], kind="stable")[:beam_size]]
+        next_beams: dict[tuple[int, ...], list[float]] = {}
+
+        def entry(prefix):
+            if prefix not in next_beams:
+                next_beams[prefix] = [neg_inf, neg_inf]
+            return next_beams[prefix]
+
+        for prefix, (p_blank, p_token) in beams.items():
+            # Blank: the prefix is unchanged and now ends in blank.
+            e = entry(prefix)
+            e[0] = _logaddexp(e[0], p_blank + blank_lp, p_token + blank_lp)
+            last = prefix[-1] if prefix else None
+            for token_id in candidates.tolist():
+                token_lp = float(frame[token_id])
+                extended = entry(prefix + (token_id,))
+                if token_id == last:
+                    # A repeat extends the labeling only after a blank; otherwise it merges.
+                    extended[1] = _logaddexp(extended[1], p_blank + token_lp)
+                    e[1] = _logaddexp(e[1], p_token + token_lp)
+                else:
+                    extended[1] = _logaddexp(extended[1], p_blank + token_lp, p_token + token_lp)
+        # Drop impossible prefixes (e.g. a repeat with no frame left for the blank between).
+        scored = [(_logaddexp(*v), prefix, v) for prefix, v in next_beams.items()]
+        scored = [item for item in scored if item[0] > -math.inf]
+        scored.sort(key=lambda item: -item[0])
+        beams = {prefix: (pb, pt) for _, prefix, (pb, pt) in scored[:beam_size]}
+
+    hypotheses = []
+    for prefix, (p_blank, p_token) in beams.items():
+        text = None if vocab is None else separator.join(vocab[t] for t in prefix)
+        hypotheses.append(BeamHypothesis(prefix, _logaddexp(p_blank, p_token), text))
+    hypotheses.sort(key=lambda h: -h.log_prob)
+    return hypotheses
+
+
+def _allowed_tokens(word_list, vocab, num_classes: int, blank_id: int) -> np.ndarray:
+    if word_list is None:
+        return np.array([t for t in range(num_classes) if t != blank_id], dtype=np.int64)
+    ids = set()
+    for word in word_list:
+        if isinstance(word, str):
+            if vocab is None:
+                raise InvalidInputError("word_list of strings needs the vocabulary to map them to token ids")
+            if word not in vocab:
+                raise InvalidInputError(f"word_list entry {word!r} is not in the vocabulary")
+            ids.add(vocab.index(word))
+        else:
+            ids.add(_check_index("word_list entry", word, num_classes))
+    ids.discard(blank_id)
+    return np.array(sorted(ids), dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- transducer greedy
+PredictorStep = Callable[[int, Any], "tuple[np.ndarray, Any]"]
+Joiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class TransducerGreedyDecoder:
+    """Streaming greedy search for an RNN-T / transducer.
+
+    For each encoder frame, the joiner scores (frame, predictor output); while the best
+    class is not blank (and fewer than ``max_symbols_per_frame`` were emitted on this
+    frame), the token is emitted and the predictor advances on it. The predictor output,
+    its state and the frame counter survive across ``accept`` calls, so chunking never
+    changes the result.
+
+    Args:
+        blank_id: the blank's index in the joiner output.
+        max_symbols_per_frame: the most tokens emitted on one encoder frame (>= 1).
+        predictor_step: ``(token_id, pred_state) -> (pred_out, new_pred_state)``; it is
+            first called with ``blank_id`` (the start-of-sequence context, as in icefall).
+        joiner: ``(enc_frame [D], pred_out) -> logits [V]``.
+        initial_pred_state: the predictor state at the start of a stream (never mutated
+            by this class; ``reset()`` starts again from it).
+        vocabulary: optional token strings for ``DecodedToken.text`` (else the id).
+    """
+
+    def __init__(
+        self,
+        blank_id: int,
+        max_symbols_per_frame: int = 3,
+        *,
+        predictor_step: PredictorStep,
+        joiner: Joiner,
+        initial_pred_state: Any,
+        vocabulary: Sequence[str] | None = None,
+        separator: str = " ",
+    ):
+        if not callable(predictor_step) or not callable(joiner):
+            raise InvalidInputError("predictor_step and joiner must be callables")
+        self._vocabulary = None if vocabulary is None else _check_vocabulary(vocabulary, blank_id)
+        self._blank_id = _check_count("blank_id", blank_id, 0)
+        self._max_symbols_per_frame = _check_count("max_symbols_per_frame", max_symbols_per_frame, 1)
+        self._predictor_step = predictor_step
+        self._joiner = joiner
+        self._initial_pred_state = initial_pred_state
+        self._separator = separator
+        self._clock = _FrameClock()
+        self._encoder_dim: int | None = None
+        self.reset()
+
+    @property
+    def blank_id(self) -> int:
+        return self._blank_id
+
+    def reset(self) -> None:
+        """Start a new stream: predictor back to its initial state primed with blank."""
+        self._pred_out, self._pred_state = self._predictor_step(self._blank_id, self._initial_pred_state)
+        self._tokens: list[DecodedToken] = []
+        self._clock.reset()
+
+    def accept(self, encoder_frames: np.ndarray, start_frame: int | None = None) -> list[DecodedToken]:
+        """Decode encoder output ``[T, D]``; return the tokens emitted on these frames."""
+        encoder_frames = _check_matrix("encoder_frames", encoder_frames, self._encoder_dim, "encoder output")
+        self._encoder_dim = encoder_frames.shape[1]
+        first_frame = self._clock.begin(start_frame, encoder_frames.shape[0])
+        emitted = []
+        for offset, enc_frame in enumerate(encoder_frames):
+            for _ in range(self._max_symbols_per_frame):
+                logits = np.asarray(self._joiner(enc_frame, self._pred_out))
+                if logits.ndim != 1 or not self._blank_id < logits.shape[0]:
+                    raise InvalidInputError(
+                        f"joiner must return logits [V] with V > blank_id={self._blank_id}; "
+                        f"got shape {logits.shape}"
+                    )
+                token_id = int(np.argmax(logits))
+                if token_id == self._blank_id:
+                    break
+                emitted.append(DecodedToken(token_id, first_frame + offset, self._token_text(token_id)))
+                self._pred_out, self._pred_state = self._predictor_step(token_id, self._pred_state)
+        self._tokens.extend(emitted)
+        return emitted
+
+    def result(self) -> DecodingResult:
+        """All tokens since the last reset, with their frames and joined text."""
+        return _result(self._tokens, self._separator)
+
+    def _token_text(self, token_id: int) -> str:
+        if self._vocabulary is None:
+            return str(token_id)
+        if token_id >= len(self._vocabulary):
+            raise InvalidInputError(
+                f"joiner produced token {token_id} outside the vocabulary of {len(self._vocabulary)}"
+            )
+        return self._vocabulary[token_id]
+
+
+# ---------------------------------------------------------------------- keyword spotting
+@dataclass(frozen=True)
+class KeywordEvent:
+    """A keyword detection: class, absolute frame where the smoothed score crossed, score."""
+
+    keyword: str
+    class_id: int
+    frame_index: int
+    score: float
+
+
+class KeywordSpotter:
+    """Keyword detection from per-step class posteriors, one event per occurrence.
+
+    Posteriors are smoothed by a causal moving average over the last ``smoothing_frames``
+    steps (fewer at the very start of a stream). A keyword fires when its smoothed score
+    reaches ``threshold``; it then must fall below the threshold before it can fire again
+    (one event per occurrence however long it stays high), and after any detection no
+    keyword fires for ``refractory_frames`` steps (suppresses confusable neighbours and
+    echoes; a keyword above threshold during that period must also fall below it first).
+
+    Args:
+        class_names: name of each posterior column (C entries).
+        threshold: smoothed posterior needed to fire, in (0, 1].
+        smoothing_frames: moving-average window (>= 1; 1 = no smoothing).
+        refractory_frames: steps after a detection during which nothing fires (>= 0).
+        background_id: the non-keyword class (never fires), or None.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        threshold: float,
+        smoothing_frames: int,
+        refractory_frames: int,
+        background_id: int | None,
+    ):
+        self._class_names = _check_vocabulary(class_names, None)
+        if background_id is not None:
+            _check_index("background_id", background_id, len(self._class_names))
+        numeric = isinstance(threshold, (int, float, np.floating)) and not isinstance(threshold, bool)
+        if not numeric or not 0.0 < threshold <= 1.0:
+            raise InvalidInputError(f"threshold must be a number in (0, 1]; got {threshold!r}")
+        self._threshold = float(threshold)
+        self._smoothing_frames = _check_count("smoothing_frames", smoothing_frames, 1)
+        self._refractory_frames = _check_count("refractory_frames", refractory_frames, 0)
+        self._background_id = background_id
+        keyword_ids = [c for c in range(len(self._class_names)) if c != background_id]
+        self._keyword_ids = np.array(keyword_ids, dtype=np.int64)
+        self._clock = _FrameClock()
+        self.reset()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._class_names
+
+    def reset(self) -> None:
+        """Forget the smoothing window, the refractory timer and past events."""
+        # History of the last smoothing_frames - 1 posteriors: the window carried across chunks.
+        self._history = np.zeros((0, len(self._class_names)), dtype=np.float64)
+        self._armed = np.ones(len(self._class_names), dtype=bool)
+        self._blocked_until_frame = 0  # absolute frame from which detections are allowed
+        self._events: list[KeywordEvent] = []
+        self._clock.reset()
+
+    @property
+    def events(self) -> tuple[KeywordEvent, ...]:
+        """All detections since the last reset."""
+        return tuple(self._events)
+
+    def _smooth(self, posteriors: np.ndarray) -> np.ndarray:
+        """Moving averages ``[T, C]`` of a chunk; carries the last window - 1 rows forward."""
+        num_history = self._history.shape[0]
+        stacked = np.concatenate([self._history, posteriors.astype(np.float64)], axis=0)
+        csum = np.concatenate([np.zeros((1, stacked.shape[1])), np.cumsum(stacked, axis=0)])
+        ends = np.arange(num_history + 1, stacked.shape[0] + 1)
+        starts = np.maximum(ends - self._smoothing_frames, 0)
+        keep = min(self._smoothing_frames - 1, stacked.shape[0])
+        self._history = stacked[stacked.shape[0] - keep :].copy()
+        return (csum[ends] - csum[starts]) / (ends - starts)[:, None]
+
+    def accept(self, posteriors: np.ndarray, start_frame: int | None = None) -> list[KeywordEvent]:
+        """Process posteriors ``[T, C]`` (each in [0, 1]); return the detections they cause."""
+        posteriors = _check_matrix("posteriors", posteriors, len(self._class_names), "class posteriors")
+        if posteriors.size and (posteriors.min() < -1e-6 or posteriors.max() > 1 + 1e-6):
+            raise InvalidInputError(
+                f"posteriors must be probabilities in [0, 1] (softmax outputs); got values in "
+                f"[{posteriors.min():.3g}, {posteriors.max():.3g}]"
+            )
+        first_frame = self._clock.begin(start_frame, posteriors.shape[0])
+        smoothed = self._smooth(posteriors)
+
+        events = []
+        keywords = self._keyword_ids
+        for offset, scores in enumerate(smoothed):
+            frame_index = first_frame + offset
+            above = scores[keywords] >= self._threshold
+            # Re-arm a keyword once its score has dropped below the threshold.
+            self._armed[keywords[~above]] = True
+            if frame_index < self._blocked_until_frame:
+                # An occurrence that starts inside the refractory period is suppressed as a
+                # whole, not reported late when the period ends.
+                self._armed[keywords[above]] = False
+                continue
+            ready = keywords[above & self._armed[keywords]]
+            if ready.size == 0:
+                continue
+            class_id = int(ready[np.argmax(scores[ready])])
+            self._armed[class_id] = False
+            self._blocked_until_frame = frame_index + 1 + self._refractory_frames
+            name = self._class_names[class_id]
+            events.append(KeywordEvent(name, class_id, frame_index, float(scores[class_id])))
+        self._events.extend(events)
+        return events
