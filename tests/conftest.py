@@ -1,0 +1,11 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_lstm_ctc(tmp_path_factory):
+    """``stateport export --arch lstm-ctc --size tiny`` once per session: (path, ExportResult)."""
+    from stateport.export import export_model
+
+    path = tmp_path_factory.mktemp("export") / "lstm_ctc_tiny.onnx"
+    result = export_model(path, arch="lstm-ctc", size="tiny")
+    return str(path), result
