@@ -1,0 +1,78 @@
+"""The command line: every verb's --json prints one JSON document; errors are one line, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stateport.cli.main import main
+
+
+def run_json(capsys, *argv):
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_export_inspect_verify_list(tmp_path, capsys):
+    out = str(tmp_path / "m.onnx")
+    code, doc = run_json(capsys, "export", "--arch", "lstm-ctc", "--size", "tiny", "-o", out, "--seconds", "60")
+    assert code == 0 and doc["parity"]["passed"] and doc["parity"]["seconds"] >= 60
+    code, card = run_json(capsys, "inspect", out)
+    assert code == 0 and card["certificate"]["passed"]
+    assert [p["name"] for p in card["ports"] if p["role"] == "state"] == ["encoder_h_in", "encoder_c_in"]
+    code, report = run_json(capsys, "verify", out, "--seconds", "60")
+    assert code == 0 and report["passed"] and report["max_abs_diff"] <= 1e-4
+    code, listing = run_json(capsys, "list")
+    assert "lstm-ctc" in [a["name"] for a in listing["architectures"]]
+
+    assert main(["inspect", out]) == 0
+    text = capsys.readouterr().out
+    for heading in ("ports", "streaming", "frontend", "output", "provenance", "parity certificate"):
+        assert f"\n{heading}\n" in text
+    assert "encoder_h_in" in text and "-> encoder_h_out" in text and "PASSED" in text
+
+
+def test_export_without_verify_has_no_certificate(tmp_path, capsys):
+    out = str(tmp_path / "m.onnx")
+    code, doc = run_json(capsys, "export", "--arch", "lstm-ctc", "--size", "tiny", "-o", out, "--no-verify")
+    assert code == 0 and doc["parity"] is None and doc["card"]["certificate"] is None
+
+
+def test_errors_are_typed_json(tmp_path, capsys):
+    code, doc = run_json(capsys, "inspect", str(tmp_path / "missing.onnx"))
+    assert code == 2 and doc["error"]["code"] == "INVALID_MODEL_FILE"
+    code, doc = run_json(capsys, "export", "--arch", "nope", "-o", str(tmp_path / "x.onnx"))
+    assert code == 2 and doc["error"]["code"] == "INVALID_INPUT" and "lstm-ctc" in doc["error"]["message"]
+    code, doc = run_json(capsys, "export", "--arch", "lstm-ctc", "--size", "huge", "-o", str(tmp_path / "x.onnx"))
+    assert code == 2 and "tiny" in doc["error"]["message"]
+
+
+def test_verify_of_a_failing_export_exits_1_with_the_report(tmp_path, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", "--arch", "lstm-ctc", "--size", "tiny", "-o", out, "--no-verify"]) == 0
+    proto = onnx.load(out)
+    for init in proto.graph.initializer:  # perturb the head's bias: a different model
+        if init.dims == [11]:
+            arr = numpy_helper.to_array(init).copy() + 0.01
+            init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(proto, out)
+    capsys.readouterr()
+    assert main(["verify", out, "--seconds", "60"]) == 1
+    captured = capsys.readouterr()
+    assert "FAIL" in captured.out and "error[PARITY_FAILED]" in captured.err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["inspect", "/nonexistent/model.onnx"], "error[INVALID_MODEL_FILE]: model file '/nonexistent/model.onnx' does not exist"),
+    (["verify", "/nonexistent/model.onnx"], "does not exist"),
+])
+def test_no_stack_trace_on_user_errors(argv, expected):
+    proc = subprocess.run([sys.executable, "-m", "stateport.cli.main", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
