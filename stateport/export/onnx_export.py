@@ -70,8 +70,9 @@ def _dynamic_axes(card: ModelCard) -> dict:
         if dims:
             axes[port.name] = dims
     for s in card.states:
-        axes[s.name] = {s.batch_axis: s.shape[s.batch_axis]}
-        axes[s.output] = {s.batch_axis: s.shape[s.batch_axis]}
+        if isinstance(s.shape[s.batch_axis], str):
+            axes[s.name] = {s.batch_axis: s.shape[s.batch_axis]}
+            axes[s.output] = {s.batch_axis: s.shape[s.batch_axis]}
     return axes
 
 

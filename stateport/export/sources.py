@@ -27,8 +27,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_module_object(spec: str) -> StreamingModule:
-    """``FILE.py:OBJ`` -> the StreamingModule it names (an instance, or a callable returning one)."""
+def load_module_object(spec: str, *, seed: int = 0) -> StreamingModule:
+    """``FILE.py:OBJ`` -> the StreamingModule it names (an instance, or a callable returning one).
+
+    The file runs under a fixed torch seed, so a module built with random weights is built
+    the same way again when ``verify`` rebuilds it.
+    """
     if ":" not in spec:
         raise InvalidInputError(f"--module {spec!r}: expected FILE.py:OBJECT")
     path, _, obj_name = spec.rpartition(":")
@@ -38,12 +42,14 @@ def load_module_object(spec: str) -> StreamingModule:
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[mod_name] = module
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, obj_name):
-        raise InvalidInputError(f"--module: {path!r} defines no {obj_name!r}")
-    obj = getattr(module, obj_name)
-    if not isinstance(obj, torch.nn.Module) and callable(obj):
-        obj = obj()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module_spec.loader.exec_module(module)
+        if not hasattr(module, obj_name):
+            raise InvalidInputError(f"--module: {path!r} defines no {obj_name!r}")
+        obj = getattr(module, obj_name)
+        if not isinstance(obj, torch.nn.Module) and callable(obj):
+            obj = obj()
     if not isinstance(obj, StreamingModule):
         raise UnsupportedError(
             f"--module {spec}: {obj_name} is a {type(obj).__name__}, not a stateport StreamingModule; "
@@ -91,8 +97,8 @@ def build_model(*, arch: str | None = None, size: str | None = None, module: str
         model = entry.build(config=cfg, seed=seed)
         prov = {"architecture": arch, "size": size if config is None else size, "config": cfg, "init_seed": seed}
     else:
-        model = load_module_object(module)
-        prov = {"architecture": getattr(model, "architecture", "custom"), "module": module}
+        model = load_module_object(module, seed=seed)
+        prov = {"architecture": getattr(model, "architecture", "custom"), "module": module, "init_seed": seed}
     if checkpoint is not None:
         prov["checkpoint_sha256"] = load_checkpoint(model, checkpoint)
     return model.eval(), prov
@@ -110,7 +116,7 @@ def rebuild_reference(card: ModelCard, *, module: str | None = None, checkpoint:
         raise InvalidInputError(f"checkpoint {checkpoint!r} is not the one this model was exported from "
                                 f"(expected sha256 {p.checkpoint_sha256[:12]}…)")
     if module is not None:
-        model, _ = build_model(module=module, checkpoint=checkpoint)
+        model, _ = build_model(module=module, checkpoint=checkpoint, seed=p.init_seed or 0)
         return model
     model, _ = build_model(arch=p.architecture, config=p.config, seed=p.init_seed or 0, checkpoint=checkpoint)
     return model
