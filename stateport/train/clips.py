@@ -15,12 +15,10 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ..errors import InvalidInputError
+from ..vocabulary import DIGIT_WORDS  # noqa: F401  (re-exported: the spoken word of digit d)
 
 TRAIN_SAMPLE_RATE_HZ = 16_000
 """Sample rate of every clip and composed utterance of the training pipeline."""
-
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-"""The spoken word of each digit 0..9 (index = digit)."""
 
 
 @dataclass(frozen=True, eq=False)

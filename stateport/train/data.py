@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..vocabulary import BLANK_ID, DIGIT_VOCABULARY  # one inventory for data, models and cards
 from .augment import NO_AUGMENTATION, AugmentConfig, augment_waveform, db_to_gain, speed_perturb
 from .clips import DIGIT_WORDS, TRAIN_SAMPLE_RATE_HZ, Clip, resample, trim_silence
 from .fsdd import (
@@ -91,9 +92,6 @@ __all__ = [
     "trim_silence",
 ]
 
-DIGIT_VOCABULARY = ("<blank>",) + DIGIT_WORDS
-"""Output tokens of the recogniser: id 0 is the CTC blank, digit d has id d + 1."""
-BLANK_ID = 0
 
 
 def digits_to_token_ids(digits: Sequence[int]) -> np.ndarray:

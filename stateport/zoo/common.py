@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Blank first, then one token per spoken digit: the built-in models recognise digit strings.
-DIGIT_VOCABULARY = ["<blank>", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-BLANK_ID = 0
+from ..vocabulary import BLANK_ID, DIGIT_VOCABULARY  # noqa: F401  (the built-in models recognise digit strings)
 
 
 def fbank_frontend(num_mel_bins: int = 80) -> dict:

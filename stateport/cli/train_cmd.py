@@ -1,0 +1,37 @@
+"""``stateport train``: train the streaming CTC digit recogniser (the built-in model's recipe)."""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    from ..train.trainer import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a streaming CTC digit-string recogniser on FSDD + espeak-ng speech")
+    p.add_argument("-o", "--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--arch", default=d.arch)
+    p.add_argument("--size", default=d.size)
+    p.add_argument("--test-speaker", default=d.test_speaker, help="FSDD speaker never heard in training")
+    p.add_argument("--dev-speaker", default=d.dev_speaker, help="FSDD speaker for checkpoint choice ('next')")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args):
+    from ..train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=args.dev_speaker,
+                      steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic)
+    result = train(cfg, args.out, progress=not (args.no_progress or args.json))
+    doc = {"checkpoint": result.checkpoint_path, "best_step": result.best_step,
+           "best_dev_wer": result.best_dev_wer, "history": result.history, "config": cfg.to_dict()}
+    if not args.json:
+        print(f"wrote {result.checkpoint_path}: best dev WER {100 * result.best_dev_wer:.2f} % at step {result.best_step}")
+    return 0, doc

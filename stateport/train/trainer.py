@@ -1,0 +1,290 @@
+"""Train a streaming CTC digit-string recogniser (the built-in model) on CPU in minutes.
+
+Recipe (see DESIGN.md's notes on training here):
+- utterances composed from isolated digits (FSDD training speakers + espeak-ng training
+  voices), with wide gain, noise and speed augmentation;
+- features from the torch twin of the runtime frontend (one definition for train and device);
+- **emission-restricted CTC**: each token may only be emitted inside its clip plus a short
+  delay. Plain CTC on composed strings learned to emit a guessed digit on the leading silence
+  and skip the first spoken one; the restriction removes those alignments from the sum;
+- the checkpoint is chosen on a development speaker, never on the test speaker.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidInputError
+from ..nn.frontend import TorchFrontend
+from ..runtime.frontend import FrontendConfig
+from ..vocabulary import BLANK_ID
+from .augment import NO_AUGMENTATION, AugmentConfig
+from .data import ClipSource, ComposeConfig, make_batch
+from .fsdd import FSDD_ATTRIBUTION, leave_one_speaker_out, load_fsdd
+from .metrics import token_error_counts
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved in the checkpoint)."""
+
+    arch: str = "lstm-ctc"
+    size: str = "default"
+    test_speaker: str = "george"
+    dev_speaker: str | None = "next"
+    steps: int = 3000
+    batch_size: int = 24
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 150
+    grad_clip: float = 5.0
+    seed: int = 0
+    use_synthetic: bool = True
+    synthetic_weight: float = 1.0
+    fsdd_weight: float = 1.0
+    synthetic_renditions_per_digit: int = 2
+    num_digits_range: tuple = (1, 8)
+    emission_delay_ms: float = 300.0
+    eval_every: int = 250
+    dev_utterances: int = 120
+    threads: int = 1  # measured: 2 intra-op threads made LSTM training 30x slower on a busy 2-core box
+    data_workers: int = 1
+    augment: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    checkpoint_path: str
+    best_step: int
+    best_dev_wer: float
+    history: list
+
+
+def _sources(cfg: TrainConfig, split) -> tuple[list, list]:
+    """Training sources and the dev clip source (dev speaker's FSDD clips; else held-out voices)."""
+    train_clips = load_fsdd(speakers=split.train)
+    sources = [ClipSource("fsdd-train", train_clips, cfg.fsdd_weight)]
+    dev_sources = []
+    if split.dev:
+        dev_sources.append(ClipSource("fsdd-dev", load_fsdd(speakers=split.dev)))
+    if cfg.use_synthetic:
+        from .synth import espeak_available, list_espeak_voices, split_espeak_voices, synthesize_digits
+
+        if not espeak_available():
+            raise InvalidInputError("use_synthetic needs espeak-ng (apt-get install espeak-ng); "
+                                    "or train with use_synthetic=False")
+        train_voices, held_out = split_espeak_voices(list_espeak_voices(), seed=0)
+        synth = synthesize_digits(train_voices, renditions_per_digit=cfg.synthetic_renditions_per_digit, seed=0)
+        sources.append(ClipSource("espeak-train", synth, cfg.synthetic_weight))
+        if not split.dev:
+            dev_sources.append(ClipSource("espeak-heldout", synthesize_digits(held_out, renditions_per_digit=1, seed=1)))
+    if not dev_sources:
+        raise InvalidInputError("no development data: give a dev speaker or enable synthetic voices")
+    return sources, dev_sources
+
+
+def restricted_ctc_loss(log_probs: torch.Tensor, frame_lengths: torch.Tensor, targets: torch.Tensor,
+                        target_lengths: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """CTC over the alignments that emit each token inside its allowed frames.
+
+    log_probs: [B, T, V] log-softmax outputs; token_mask: bool [B, U, T], True where target
+    token u may be emitted. A vocabulary entry is allowed at frame t if some target token with
+    that id may be emitted there; blank is always allowed. Disallowed entries get -inf-like
+    scores *after* normalisation, so the loss is the negative log of the probability mass of
+    the allowed alignments (not a renormalised distribution).
+    """
+    B, T, V = log_probs.shape
+    one_hot = F.one_hot(targets, V).to(log_probs.dtype)  # [B, U, V]
+    allowed = torch.einsum("but,buv->btv", token_mask.to(log_probs.dtype), one_hot) > 0
+    allowed[:, :, BLANK_ID] = True
+    masked = log_probs.masked_fill(~allowed, -1e4)
+    loss = F.ctc_loss(masked.transpose(0, 1), targets, frame_lengths, target_lengths, blank=BLANK_ID,
+                      reduction="sum", zero_infinity=True)
+    return loss / B
+
+
+def greedy_tokens(logits: np.ndarray, length: int) -> list[int]:
+    """Greedy CTC collapse of one utterance's logits [T, V] -> token ids."""
+    best = logits[:length].argmax(-1)
+    out, prev = [], BLANK_ID
+    for t in best:
+        if t != prev and t != BLANK_ID:
+            out.append(int(t))
+        prev = t
+    return out
+
+
+class _Featurizer:
+    """Waveforms [B, N] -> (features [B, T, F], frame lengths [B]) with the torch frontend."""
+
+    def __init__(self, frontend_dict: dict):
+        self.config = FrontendConfig.from_dict(frontend_dict)
+        self.frontend = TorchFrontend(self.config)
+
+    def __call__(self, waveforms: np.ndarray, lengths: np.ndarray):
+        with torch.no_grad():
+            feats = self.frontend(torch.from_numpy(waveforms))
+        frames = torch.tensor([self.config.num_frames(int(n)) for n in lengths], dtype=torch.long)
+        return feats, frames
+
+
+def _dev_set(cfg: TrainConfig, dev_sources) -> list:
+    rng = np.random.default_rng(10_000 + cfg.seed)
+    return [make_batch(rng, 20, dev_sources, num_digits_range=cfg.num_digits_range, augment=NO_AUGMENTATION)
+            for _ in range(max(cfg.dev_utterances // 20, 1))]
+
+
+def evaluate_torch(model, featurize: _Featurizer, batches: list) -> float:
+    """Token (digit) error rate of greedy decoding of the offline forward over ``batches``."""
+    errors = total = 0
+    model.eval()
+    with torch.no_grad():
+        for b in batches:
+            feats, frames = featurize(b.waveforms, b.waveform_lengths)
+            (logits,) = model(feats)
+            for i in range(len(frames)):
+                hyp = greedy_tokens(logits[i].numpy(), int(frames[i]))
+                ref = b.targets[i, : b.target_lengths[i]].tolist()
+                e, n = token_error_counts(ref, hyp)
+                errors, total = errors + e, total + n
+    return errors / max(total, 1)
+
+
+def _set_feature_norm(model, featurize: _Featurizer, rng, sources, cfg: TrainConfig) -> None:
+    """Per-dimension mean/std of the training features (valid frames only), into the model."""
+    feats_all = []
+    for _ in range(4):
+        b = make_batch(rng, 16, sources, num_digits_range=cfg.num_digits_range,
+                       augment=AugmentConfig(**cfg.augment))
+        feats, frames = featurize(b.waveforms, b.waveform_lengths)
+        for i in range(len(frames)):
+            feats_all.append(feats[i, : frames[i]])
+    cat = torch.cat(feats_all)
+    model.norm.mean.copy_(cat.mean(0))
+    model.norm.std.copy_(cat.std(0).clamp_min(1e-3))
+
+
+def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) -> TrainResult:
+    """Train, evaluate on the dev set every ``eval_every`` steps, keep the best checkpoint."""
+    from ..zoo import get_architecture
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    split = leave_one_speaker_out(cfg.test_speaker, dev_speaker=cfg.dev_speaker)
+    sources, dev_sources = _sources(cfg, split)
+    entry = get_architecture(cfg.arch)
+    arch_config = entry.config_for(cfg.size)
+    model = entry.build(config=arch_config, seed=cfg.seed).train()
+    featurize = _Featurizer(model.streaming.frontend)
+    _set_feature_norm(model, featurize, rng, sources, cfg)
+    dev = _dev_set(cfg, dev_sources)
+    augment = AugmentConfig(**cfg.augment)
+    shift = featurize.config.frame_shift_samples
+    # A frame's window ends frame_length - shift samples after its hop: part of the allowed delay.
+    delay_samples = int(cfg.emission_delay_ms * 16) + featurize.config.frame_length_samples - shift
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+    def lr_at(step):  # linear warm-up, cosine decay to 5 %
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    batches = _batch_stream(cfg, sources, featurize, augment, shift, delay_samples)
+    best = {"wer": float("inf"), "step": -1, "state": None}
+    history = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, desc=f"train {cfg.arch}/{cfg.size} (test {cfg.test_speaker})", unit="step")
+    t0 = time.time()
+    running = None
+    for step in range(cfg.steps):
+        model.train()
+        feats, frames, targets, target_lengths, mask = next(batches)
+        (logits,) = model(feats)
+        loss = restricted_ctc_loss(logits.log_softmax(-1), frames, targets, target_lengths, mask)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        loss_value = loss.item()
+        running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}")
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            wer = evaluate_torch(model, featurize, dev)
+            history.append({"step": step + 1, "loss": running, "dev_wer": wer, "elapsed_s": time.time() - t0})
+            if wer < best["wer"]:
+                best = {"wer": wer, "step": step + 1, "state": copy.deepcopy(model.state_dict())}
+            msg = f"step {step + 1}: loss {running:.3f}, dev WER {100 * wer:.2f} % (best {100 * best['wer']:.2f} % @ {best['step']})"
+            (bar.write if bar else log)(msg)
+    if bar:
+        bar.close()
+    model.load_state_dict(best["state"])
+    save_checkpoint(out_path, model, cfg, arch_config, split, best, history)
+    return TrainResult(out_path, best["step"], best["wer"], history)
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless training batches made in a worker process, so data and model work overlap."""
+
+    def __init__(self, cfg, sources, featurize, augment, shift, delay_samples):
+        self.args = (cfg, sources, featurize, augment, shift, delay_samples)
+
+    def __iter__(self):
+        cfg, sources, featurize, augment, shift, delay_samples = self.args
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([cfg.seed, 1, info.id if info else 0])
+        torch.set_num_threads(1)
+        while True:
+            b = make_batch(rng, cfg.batch_size, sources, num_digits_range=cfg.num_digits_range, augment=augment)
+            feats, frames = featurize(b.waveforms, b.waveform_lengths)
+            mask = b.emission_mask(shift, feats.shape[1], delay_samples=delay_samples, frame_lengths=frames.numpy())
+            yield (feats, frames, torch.from_numpy(b.targets), torch.from_numpy(b.target_lengths),
+                   torch.from_numpy(mask))
+
+
+def _batch_stream(cfg, sources, featurize, augment, shift, delay_samples):
+    data = _Batches(cfg, sources, featurize, augment, shift, delay_samples)
+    if cfg.data_workers <= 0:
+        return iter(data)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.data_workers, prefetch_factor=4)
+    return iter(loader)
+
+
+def save_checkpoint(path: str, model, cfg: TrainConfig, arch_config: dict, split, best: dict, history: list) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save({
+        "architecture": cfg.arch,
+        "config": arch_config,
+        "state_dict": model.state_dict(),
+        "recipe": {"train_config": cfg.to_dict(), "speakers": dataclasses.asdict(split),
+                   "best_step": best["step"], "best_dev_wer": best["wer"], "history": history,
+                   "data": "FSDD training speakers + espeak-ng training voices (see stateport.train)",
+                   "attribution": FSDD_ATTRIBUTION},
+    }, path)
+
+
+def recipe_of(checkpoint_path: str) -> dict:
+    data = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    return json.loads(json.dumps(data.get("recipe", {})))
