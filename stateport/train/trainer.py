@@ -102,16 +102,23 @@ def restricted_ctc_loss(log_probs: torch.Tensor, frame_lengths: torch.Tensor, ta
 
     log_probs: [B, T, V] log-softmax outputs; token_mask: bool [B, U, T], True where target
     token u may be emitted. A vocabulary entry is allowed at frame t if some target token with
-    that id may be emitted there; blank is always allowed. Disallowed entries get -inf-like
-    scores *after* normalisation, so the loss is the negative log of the probability mass of
-    the allowed alignments (not a renormalised distribution).
+    that id may be emitted there; blank is always allowed. The loss is the negative log of the
+    probability mass of the allowed alignments under the model's full distribution.
+
+    Why the extra class: torch's ctc_loss backward returns ``exp(log_probs) - posterior``,
+    which is the right gradient only if each frame's probabilities sum to one. Simply masking
+    disallowed entries breaks that and, measured here, kept the model emitting nothing. So the
+    disallowed mass moves into one extra class that no target uses: frames still sum to one,
+    the allowed alignments are unchanged, and the gradient is exact.
     """
     B, T, V = log_probs.shape
     one_hot = F.one_hot(targets, V).to(log_probs.dtype)  # [B, U, V]
     allowed = torch.einsum("but,buv->btv", token_mask.to(log_probs.dtype), one_hot) > 0
     allowed[:, :, BLANK_ID] = True
-    masked = log_probs.masked_fill(~allowed, -1e4)
-    loss = F.ctc_loss(masked.transpose(0, 1), targets, frame_lengths, target_lengths, blank=BLANK_ID,
+    kept = log_probs.masked_fill(~allowed, -1e4)
+    rest = log_probs.masked_fill(allowed, -1e4).logsumexp(-1, keepdim=True)
+    extended = torch.cat([kept, rest], dim=-1)
+    loss = F.ctc_loss(extended.transpose(0, 1), targets, frame_lengths, target_lengths, blank=BLANK_ID,
                       reduction="sum", zero_infinity=True)
     return loss / B
 

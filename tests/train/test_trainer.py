@@ -66,3 +66,52 @@ def test_tiny_training_run_reduces_the_loss(tmp_path):
     recipe = ck["recipe"]
     assert list(recipe["speakers"]["test"]) == ["george"] and "george" not in recipe["speakers"]["train"]
     assert "CC BY-SA 4.0" in recipe["attribution"]
+
+
+def _reference_restricted_ctc(log_probs, target, allowed):
+    """Plain alpha recursion over the extended label sequence, disallowed emissions removed."""
+    T = log_probs.shape[0]
+    ext = [0]
+    for tok in target:
+        ext += [tok, 0]
+    neg = torch.tensor(-1e30, dtype=log_probs.dtype)
+
+    def emit(t, s):
+        lab = ext[s]
+        if lab != 0 and not allowed[t, s // 2]:
+            return neg
+        return log_probs[t, lab]
+
+    alpha = [neg] * len(ext)
+    alpha[0], alpha[1] = emit(0, 0), emit(0, 1)
+    for t in range(1, T):
+        new = []
+        for s in range(len(ext)):
+            terms = [alpha[s]] + ([alpha[s - 1]] if s >= 1 else [])
+            if s >= 2 and ext[s] != 0 and ext[s] != ext[s - 2]:
+                terms.append(alpha[s - 2])
+            new.append(torch.logsumexp(torch.stack(terms), 0) + emit(t, s))
+        alpha = new
+    return -torch.logsumexp(torch.stack([alpha[-1], alpha[-2]]), 0)
+
+
+def test_restricted_ctc_loss_and_gradient_match_a_reference_recursion():
+    g = torch.Generator().manual_seed(3)
+    T, V = 12, 5
+    logits = torch.randn(1, T, V, generator=g, dtype=torch.float64, requires_grad=True)
+    target = [2, 3, 3]
+    mask = torch.zeros(1, 3, T, dtype=torch.bool)
+    mask[0, 0, 0:5] = True
+    mask[0, 1, 3:8] = True
+    mask[0, 2, 6:12] = True
+    ours = restricted_ctc_loss(logits.log_softmax(-1), torch.tensor([T]), torch.tensor([target]),
+                               torch.tensor([3]), mask)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    logits2 = logits.detach().clone().requires_grad_(True)
+    # The reference allows a token id wherever any target position with that id is allowed.
+    allowed_id = {tok: mask[0, [i for i, t in enumerate(target) if t == tok]].any(0) for tok in set(target)}
+    allowed = torch.stack([allowed_id[tok] for tok in target], dim=1)  # [T, U]
+    ref = _reference_restricted_ctc(logits2.log_softmax(-1)[0], target, allowed)
+    (g_ref,) = torch.autograd.grad(ref, logits2)
+    assert abs(float(ours) - float(ref)) < 1e-8
+    assert float((g_ours - g_ref).abs().max()) < 1e-8
