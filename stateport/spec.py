@@ -72,7 +72,12 @@ def _check_dtype(dtype: str, where: str) -> str:
 
 @dataclass
 class TensorPort:
-    """A plain input or output port. ``time_axis`` marks the frame axis, if the port has one."""
+    """A plain input or output port. ``time_axis`` marks the frame axis, if the port has one.
+
+    The time axis is usually audio frames (``"T"``); a transducer predictor's token input counts
+    tokens (``"U"``). ``value_range`` ``[low, high)`` bounds the values of an integer input (token
+    ids index a vocabulary), so a client can refuse an out-of-range id before the runtime does.
+    """
 
     name: str
     role: str  # "input" or "output"
@@ -80,6 +85,7 @@ class TensorPort:
     dtype: str = "float32"
     time_axis: int | None = None
     description: str = ""
+    value_range: list | None = None
 
     def __post_init__(self):
         check_port_name(self.name)
@@ -89,6 +95,13 @@ class TensorPort:
         _check_dtype(self.dtype, f"port {self.name!r}")
         if self.time_axis is not None and not 0 <= self.time_axis < len(self.shape):
             raise CardError(f"port {self.name!r}: time_axis {self.time_axis} outside shape {self.shape}")
+        if self.value_range is not None:
+            vr = self.value_range
+            if (not isinstance(vr, (list, tuple)) or len(vr) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in vr) or vr[0] >= vr[1]):
+                raise CardError(f"port {self.name!r}: value_range must be [low, high) with integers low < high, "
+                                f"got {vr!r}")
+            self.value_range = [int(vr[0]), int(vr[1])]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -238,6 +251,7 @@ class Provenance:
     stateport_version: str
     architecture: str
     size: str | None = None
+    graph: str | None = None  # which graph of a multi-graph architecture (e.g. a transducer's "joiner")
     config: dict = field(default_factory=dict)
     init_seed: int | None = None
     checkpoint_sha256: str | None = None

@@ -12,7 +12,8 @@ def add_parser(sub):
     src.add_argument("--module", help="FILE.py:OBJ naming a StreamingModule (or a function returning one)")
     p.add_argument("--size", help="size of a built-in architecture (tiny, default, ...)")
     p.add_argument("--checkpoint", help="weights to load (a state_dict, or a dict with 'state_dict')")
-    p.add_argument("-o", "--out", required=True, help="output .onnx path")
+    p.add_argument("-o", "--out", required=True,
+                   help="output .onnx path (a directory for multi-graph architectures such as rnnt)")
     p.add_argument("--chunk-frames", type=int, help="nominal frames per step (default: the model's)")
     p.add_argument("--static", action="store_true", help="fix every shape (batch 1, one chunk) for NPU/DSP compilers")
     p.add_argument("--no-verify", action="store_true", help="skip the parity proof (no certificate)")
@@ -31,10 +32,12 @@ def run(args):
                           chunk_frames=args.chunk_frames, static=args.static, verify=not args.no_verify,
                           seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter, seed=args.seed)
     if not args.json:
-        card = result.card
-        print(f"wrote {result.path}: {', '.join(card.input_names)} -> {', '.join(card.output_names)}")
-        if result.report:
-            print(result.report.to_text())
-        else:
-            print("parity proof skipped (--no-verify): the card carries no certificate")
+        # A multi-graph architecture (a transducer) writes one file per graph into a directory.
+        for one in getattr(result, "graphs", {"": result}).values():
+            card = one.card
+            print(f"wrote {one.path}: {', '.join(card.input_names)} -> {', '.join(card.output_names)}")
+            if one.report:
+                print(one.report.to_text())
+            else:
+                print("parity proof skipped (--no-verify): the card carries no certificate")
     return 0, result.to_dict()

@@ -16,17 +16,51 @@ _DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int
 PROBE_BATCH = 2  # a batch of 2 tells the batch axis apart from singleton dims
 
 
-def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
-    """A deterministic example input: [B, T, F], or [B, F] for frame-wise modules."""
+def example_inputs(model, frames: int, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Deterministic example inputs for one step, one per ``model.input_specs()``.
+
+    ``[B, T, F]`` (``frames`` on each time axis), ``[B, F]`` for frame-wise inputs; integer
+    inputs (token ids) are drawn from their ``value_range``.
+    """
     g = torch.Generator().manual_seed(seed)
-    shape = (batch, model.input_dim) if model.time_axis is None else (batch, frames, model.input_dim)
-    return torch.randn(shape, generator=g)
+    return tuple(spec.random(spec.concrete_shape(batch, frames), g) for spec in model.input_specs())
+
+
+def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
+    """The first (usually only) example input: [B, T, F], or [B, F] for frame-wise modules."""
+    return example_inputs(model, frames, batch, seed=seed)[0]
+
+
+def example_sequences(model, frames: int, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Deterministic whole sequences, what ``forward`` takes: frame-wise inputs gain a frame axis 1."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(spec.random(spec.sequence_shape(batch, frames), g) for spec in model.input_specs())
 
 
 def example_sequence(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
-    """A deterministic [B, T, F] sequence: what ``forward`` takes, frame-wise modules included."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn((batch, frames, model.input_dim), generator=g)
+    """The first example sequence, e.g. [B, T, F] (frame-wise modules included)."""
+    return example_sequences(model, frames, batch, seed=seed)[0]
+
+
+def input_ports(model, *, chunk_frames: int, static: bool) -> list[TensorPort]:
+    """The card's plain input ports, from ``model.input_specs()``.
+
+    Dynamic export: the batch and time axes stay symbolic; static: batch 1 and ``chunk_frames``.
+    """
+    ports = []
+    for spec in model.input_specs():
+        shape = []
+        for axis, d in enumerate(spec.shape):
+            if d == BATCH_DIM:
+                shape.append(1 if static else BATCH_DIM)
+            elif axis == spec.time_axis:
+                shape.append(chunk_frames if static else d)
+            else:
+                shape.append(int(d))
+        vr = list(spec.value_range) if spec.value_range is not None else None
+        ports.append(TensorPort(spec.name, "input", shape, _DTYPES[spec.dtype], spec.time_axis, spec.description,
+                                vr))
+    return ports
 
 
 def frontend_window_samples(frontend: dict | None) -> int:
@@ -40,17 +74,15 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
     s = model.streaming
     decls = model.state_decls()
     batch_dim = 1 if static else BATCH_DIM
-    frame_wise = model.time_axis is None
-    if frame_wise:
-        in_shape = [batch_dim, model.input_dim]
-    else:
-        in_shape = [batch_dim, chunk_frames if static else TIME_DIM, model.input_dim]
-    inputs = [TensorPort(model.input_name, "input", in_shape, "float32", None if frame_wise else 1)]
+    frame_wise = model.is_frame_wise()
+    inputs = input_ports(model, chunk_frames=chunk_frames, static=static)
+    # Outputs name their time axis after the inputs' ("T" audio frames, "U" tokens, ...).
+    time_dim = next((spec.time_dim for spec in model.input_specs() if spec.time_axis is not None), TIME_DIM)
 
     probe_frames = max(chunk_frames, 1)
-    x = example_input(model, probe_frames, PROBE_BATCH)
+    xs = example_inputs(model, probe_frames, PROBE_BATCH)
     with torch.no_grad():
-        out = model.step(x, *model.init_state(PROBE_BATCH))
+        out = model.step(*xs, *model.init_state(PROBE_BATCH))
     out_frames = probe_frames // max(s.subsampling, 1)
     outputs = []
     for oname, tensor in zip(model.output_names, out[: len(model.output_names)]):
@@ -63,7 +95,7 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
                 if static:
                     shape.append(int(size))
                 else:
-                    shape.append(TIME_DIM if s.subsampling == 1 else f"{TIME_DIM}_div_{s.subsampling}")
+                    shape.append(time_dim if s.subsampling == 1 else f"{time_dim}_div_{s.subsampling}")
             else:
                 shape.append(int(size))
         outputs.append(TensorPort(oname, "output", shape, _DTYPES.get(tensor.dtype, "float32"), time_axis))

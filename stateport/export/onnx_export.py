@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import InvalidInputError, UnsupportedError
 from ..runtime.model_file import write_card
 from ..spec import ModelCard
-from .card_builder import build_card, example_input, example_sequence
+from .card_builder import build_card, example_inputs, example_sequences
 from .state_guard import check_no_hidden_state
 
 DEFAULT_OPSET = 17
@@ -34,24 +34,28 @@ EXPORTERS = ("torchscript", "dynamo")
 
 
 class FlatStep(nn.Module):
-    """``forward(x, *state_in) -> (*outputs, *state_out)`` in the card's port order.
+    """``forward(*inputs, *state_in) -> (*outputs, *state_out)`` in the card's port order.
 
-    Each state is broadcast along its batch axis to the batch of ``x``: the initializer
-    default holds one stream, and this makes it serve any batch.
+    Each state is broadcast along its batch axis to the batch of the first input (every input
+    has its batch on axis 0): the initializer default holds one stream, and this makes it serve
+    any batch.
     """
 
     def __init__(self, model, broadcast_batch: bool):
         super().__init__()
         self.model = model
+        self.num_inputs = len(model.input_specs())
         self.batch_axes = [d.batch_axis for d in model.state_decls()]
         self.broadcast_batch = broadcast_batch
 
-    def forward(self, x, *state):
+    def forward(self, x, *rest):
+        # ``x`` named apart from the rest so the dynamo exporter's dynamic_shapes keep their form.
+        inputs, state = (x, *rest[: self.num_inputs - 1]), rest[self.num_inputs - 1:]
         if self.broadcast_batch:
             batch = x.shape[0]
             state = tuple(s.expand(*[batch if i == axis else -1 for i in range(s.dim())])
                           for s, axis in zip(state, self.batch_axes))
-        return tuple(self.model.step(x, *state))
+        return tuple(self.model.step(*inputs, *state))
 
 
 @contextlib.contextmanager
@@ -87,7 +91,7 @@ def _torch_export(flat: FlatStep, args: tuple, card: ModelCard, exporter: str, o
 
         dims = {}
         dynamic_shapes = []  # FlatStep.forward(x, *state): the varargs form one nested entry
-        for port_shape in [card.inputs[0].shape] + [s.shape for s in card.states]:
+        for port_shape in [p.shape for p in card.inputs] + [s.shape for s in card.states]:
             spec = {i: dims.setdefault(d, Dim(d, min=1)) for i, d in enumerate(port_shape) if isinstance(d, str)}
             dynamic_shapes.append(spec or None)
         program = torch.onnx.export(flat, args, input_names=card.input_names, output_names=card.output_names,
@@ -119,16 +123,19 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
         raise InvalidInputError(f"unknown exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
     model = model.eval()
     model.check_port_names()
-    frames = chunk_frames if chunk_frames is not None else model.streaming.frames_per_step
-    if model.time_axis is not None:
+    s = model.streaming
+    frames = chunk_frames if chunk_frames is not None else s.frames_per_step
+    if not model.is_frame_wise():
         if frames is None or frames < 1:
             raise InvalidInputError(f"chunk_frames must be a positive number of frames, got {frames}")
-        s = model.streaming
         if frames % s.frame_multiple or frames < s.min_frames:
             raise InvalidInputError(f"chunk_frames={frames} does not fit this model: it needs a multiple of "
                                     f"{s.frame_multiple} frames, at least {s.min_frames}")
     probe_frames = max(frames or 1, 1)
-    check_no_hidden_state(model, example_input(model, probe_frames, 2), example_sequence(model, 3, 2))
+    # The offline sequence must be one the model takes: e.g. whole chunks of a chunked attention.
+    sequence_frames = max(3, s.min_frames)
+    sequence_frames += (-sequence_frames) % max(s.frame_multiple, 1)
+    check_no_hidden_state(model, example_inputs(model, probe_frames, 2), example_sequences(model, sequence_frames, 2))
 
     provenance = dict(provenance or {})
     provenance.setdefault("architecture", getattr(model, "architecture", type(model).__name__))
@@ -138,11 +145,11 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
 
     # Trace with a chunk of 2x the nominal length so no size coincides with a weight dimension.
     trace_frames = frames if static else 2 * max(frames, 1)
-    x = example_input(model, trace_frames, 1)
+    xs = example_inputs(model, trace_frames, 1)
     state = model.init_state(1)
     flat = FlatStep(model, broadcast_batch=not static)
     try:
-        data = _torch_export(flat, (x, *state), card, exporter, opset)
+        data = _torch_export(flat, (*xs, *state), card, exporter, opset)
     except Exception as e:  # the exporters raise many types; report the op/cause in one line
         raise UnsupportedError(f"the {exporter} exporter could not export {type(model).__name__}: "
                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ParityError
+from ..nn.protocol import MultiGraphModule
 from ..spec import ModelCard
 from ..verify import DEFAULT_SECONDS, DEFAULT_TOLERANCE, ParityReport, prove_parity
 from ..verify.runners import OnnxRunner, TorchRunner
@@ -46,10 +47,19 @@ def certify(model, path: str, card: ModelCard, *, seconds: float = DEFAULT_SECON
 def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str | None = None,
                  module: str | None = None, checkpoint: str | None = None, chunk_frames: int | None = None,
                  static: bool = False, verify: bool = True, seconds: float = DEFAULT_SECONDS,
-                 tolerance: float = DEFAULT_TOLERANCE, exporter: str = "torchscript", seed: int = 0) -> ExportResult:
-    """``stateport export``: the same argument names as the CLI."""
+                 tolerance: float = DEFAULT_TOLERANCE, exporter: str = "torchscript", seed: int = 0):
+    """``stateport export``: the same argument names as the CLI.
+
+    Returns an :class:`ExportResult`; for a multi-graph architecture (``rnnt``) ``out`` is a
+    directory and the result a :class:`~stateport.export.transducer.MultiGraphExportResult`.
+    """
     model, provenance = build_model(arch=arch, size=size, module=module, checkpoint=checkpoint, seed=seed)
     out = os.fspath(out)
+    if isinstance(model, MultiGraphModule):
+        from .transducer import export_graphs
+
+        return export_graphs(model, out, provenance=provenance, chunk_frames=chunk_frames, static=static,
+                             verify=verify, seconds=seconds, tolerance=tolerance, exporter=exporter)
     card = export_onnx(model, out, chunk_frames=chunk_frames, static=static, exporter=exporter,
                        provenance=provenance)
     report = certify(model, out, card, seconds=seconds, tolerance=tolerance) if verify else None
@@ -65,5 +75,8 @@ def verify_file(path: str | os.PathLike, *, module: str | None = None, checkpoin
     path = os.fspath(path)
     card = read_card(path)
     model = rebuild_reference(card, module=module, checkpoint=checkpoint)
+    if card.provenance.graph is not None:
+        # One graph of a multi-graph model (e.g. a transducer's joiner): prove that graph.
+        model = model.graphs()[card.provenance.graph]
     return certify(model, path, card, seconds=seconds, tolerance=tolerance, optimization=optimization,
                    write=write_certificate)

@@ -23,21 +23,24 @@ def _tensor_attributes(model: torch.nn.Module) -> dict:
     return found
 
 
-def check_no_hidden_state(model, example_x: torch.Tensor, example_sequence: torch.Tensor) -> None:
+def check_no_hidden_state(model, example_x, example_sequence) -> None:
     """Run ``step`` twice on ``example_x`` and ``forward`` on ``example_sequence`` [B, T, F];
     raise if hidden state changed.
 
+    A model with several inputs gets a tuple for each (one tensor per input, in port order).
     Buffers are restored afterwards, so the check itself leaves the model as it was.
     """
+    xs = tuple(example_x) if isinstance(example_x, (tuple, list)) else (example_x,)
+    seqs = tuple(example_sequence) if isinstance(example_sequence, (tuple, list)) else (example_sequence,)
     before = {name: (buf, buf._version, buf.detach().clone()) for name, buf in model.named_buffers()}
     attrs_before = _tensor_attributes(model)
     try:
         with torch.no_grad():
-            state = model.init_state(example_x.shape[0])
+            state = model.init_state(xs[0].shape[0])
             for _ in range(2):
-                out = model.step(example_x, *state)
+                out = model.step(*xs, *state)
                 state = tuple(out[len(model.output_names):])
-            model(example_sequence)
+            model(*seqs)
         after = dict(model.named_buffers())
         offenders = []
         for name, (buf, version, value) in before.items():

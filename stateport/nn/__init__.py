@@ -1,8 +1,12 @@
 """Torch side: the streaming-module protocol and streaming layers that know their own state."""
 
+from .attention import ChunkedSelfAttention
 from .declared import DeclaredStepModule, declare_step
 from .layers import CausalConv1d, StreamingGRU, StreamingLSTM, StreamingLSTMCell
-from .protocol import StateDecl, StreamingConfig, StreamingLayer, StreamingModule
+from .protocol import (InputSpec, MultiGraphModule, StateDecl, StreamingConfig, StreamingLayer,
+                       StreamingModule)
+from .subsampling import StridedCausalConv1d
 
-__all__ = ["CausalConv1d", "DeclaredStepModule", "StateDecl", "StreamingConfig", "StreamingGRU",
-           "StreamingLSTM", "StreamingLSTMCell", "StreamingLayer", "StreamingModule", "declare_step"]
+__all__ = ["CausalConv1d", "ChunkedSelfAttention", "DeclaredStepModule", "InputSpec", "MultiGraphModule",
+           "StateDecl", "StreamingConfig", "StreamingGRU", "StreamingLSTM", "StreamingLSTMCell",
+           "StreamingLayer", "StreamingModule", "StridedCausalConv1d", "declare_step"]

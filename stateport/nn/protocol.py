@@ -12,6 +12,12 @@ by module path, so nobody lists 98 state tensors by hand.
 
 Shapes: model inputs are ``[B, T, F]`` (batch, frames, features) unless ``time_axis`` is None,
 in which case a step takes one frame ``[B, F]``.
+
+Several inputs: a module with more than one plain input, or a non-float one (a transducer
+predictor's int64 token ids, a joiner's two float vectors) overrides ``input_specs()``; then
+``step(*inputs, *state)`` takes the inputs in that order before the state, and
+``forward(*inputs)``. A model exported as several graphs (a transducer's encoder, predictor and
+joiner) is a :class:`MultiGraphModule` whose ``graphs()`` are streaming modules, one card each.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import PortNameError
-from ..spec import BATCH_DIM, check_port_name, state_port_names
+from ..errors import InvalidInputError, PortNameError
+from ..spec import BATCH_DIM, TIME_DIM, check_port_name, state_port_names
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,58 @@ class StateDecl:
     def renamed(self, name: str) -> "StateDecl":
         return StateDecl(name, self.shape, self.init, self.reset_on_end_of_speech, self.dtype,
                          self.description)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One plain input of a streaming module: name, shape with symbolic dims, dtype, time axis.
+
+    ``shape`` starts with ``"batch"``; the time axis, if any, holds a symbolic name (``"T"`` for
+    audio frames, ``"U"`` for tokens, ...) and every other dim is an int. ``value_range``
+    ``(low, high)`` is the half-open range of an integer input's valid values (e.g. token ids
+    ``[0, V)``): examples and parity inputs are drawn from it, and clients check it.
+    """
+
+    name: str
+    shape: tuple
+    dtype: torch.dtype = torch.float32
+    time_axis: int | None = None
+    value_range: tuple | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if not self.shape or self.shape[0] != BATCH_DIM:
+            raise InvalidInputError(f"input {self.name!r}: shape {self.shape} must start with {BATCH_DIM!r}")
+        for axis, d in enumerate(self.shape[1:], start=1):
+            if isinstance(d, str) and axis != self.time_axis:
+                raise InvalidInputError(f"input {self.name!r}: dimension {d!r} on axis {axis} is symbolic; only "
+                                        "the batch axis and the time axis may be")
+        if self.time_axis is not None and not isinstance(self.shape[self.time_axis], str):
+            raise InvalidInputError(f"input {self.name!r}: the time axis {self.time_axis} needs a symbolic name")
+        if self.dtype.is_floating_point == (self.value_range is not None):
+            raise InvalidInputError(f"input {self.name!r}: an integer input needs a value_range (low, high) and a "
+                                    "float input takes none")
+
+    @property
+    def time_dim(self) -> str | None:
+        """The symbolic name of the time axis (``"T"``, ``"U"``), or None."""
+        return None if self.time_axis is None else self.shape[self.time_axis]
+
+    def concrete_shape(self, batch: int, frames: int) -> tuple[int, ...]:
+        """One step's shape: ``frames`` on the time axis (if any), ``batch`` on axis 0."""
+        return tuple(batch if i == 0 else frames if i == self.time_axis else int(d) for i, d in enumerate(self.shape))
+
+    def sequence_shape(self, batch: int, frames: int) -> tuple[int, ...]:
+        """A whole sequence's shape: frame-wise inputs gain a frame axis 1 (``[B, F]`` -> ``[B, N, F]``)."""
+        shape = self.concrete_shape(batch, frames)
+        return shape if self.time_axis is not None else (shape[0], frames, *shape[1:])
+
+    def random(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+        """Deterministic example values of ``shape``: normal floats, or integers in ``value_range``."""
+        if self.value_range is None:
+            return torch.randn(shape, generator=generator).to(self.dtype)
+        low, high = self.value_range
+        return torch.randint(int(low), int(high), shape, generator=generator, dtype=self.dtype)
 
 
 class StreamingLayer(nn.Module):
@@ -115,6 +173,21 @@ class StreamingModule(nn.Module):
         super().__init__()
         self.streaming = StreamingConfig()
 
+    # -- inputs --------------------------------------------------------------------------
+    def input_specs(self) -> list[InputSpec]:
+        """The plain inputs in port order; by default one float input ``input_name``.
+
+        ``[B, T, input_dim]`` with the time axis 1, or ``[B, input_dim]`` when ``time_axis`` is
+        None. Override for several inputs or integer inputs.
+        """
+        if self.time_axis is None:
+            return [InputSpec(self.input_name, (BATCH_DIM, self.input_dim))]
+        return [InputSpec(self.input_name, (BATCH_DIM, TIME_DIM, self.input_dim), time_axis=1)]
+
+    def is_frame_wise(self) -> bool:
+        """True when no input has a time axis: each step takes one frame (or one vector)."""
+        return all(spec.time_axis is None for spec in self.input_specs())
+
     # -- state discovery ---------------------------------------------------------------
     def streaming_layers(self) -> list[tuple[str, StreamingLayer]]:
         """Top-most StreamingLayer children in registration order (nested ones belong to them)."""
@@ -155,12 +228,15 @@ class StreamingModule(nn.Module):
 
     # -- the protocol ------------------------------------------------------------------
     def step(self, x: torch.Tensor, *state: torch.Tensor):
-        """One chunk: ``x`` [B, T, F] -> ``(*outputs, *new_state)``."""
+        """One chunk: ``x`` [B, T, F] -> ``(*outputs, *new_state)``.
+
+        With several inputs (``input_specs``): ``step(*inputs, *state)``.
+        """
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, *inputs: torch.Tensor):
         """Whole utterance from a fresh state -> tuple of outputs (the offline reference)."""
-        out = self.step(x, *self.init_state(x.shape[0]))
+        out = self.step(*inputs, *self.init_state(inputs[0].shape[0]))
         return tuple(out[: len(self.output_names)])
 
     # -- port names --------------------------------------------------------------------
@@ -175,10 +251,27 @@ class StreamingModule(nn.Module):
                                     "give every input, output and state its own name")
             names[name] = what
 
-        add(self.input_name, "input")
+        for spec in self.input_specs():
+            add(spec.name, "input")
         for o in self.output_names:
             add(o, "output")
         for d in self.state_decls():
             pin, pout = state_port_names(d.name)
             add(pin, f"state {d.name!r} input")
             add(pout, f"state {d.name!r} output")
+
+
+class MultiGraphModule(nn.Module):
+    """A model exported as several graphs, each a :class:`StreamingModule` with its own card.
+
+    A transducer is the example: its encoder streams over audio, its predictor steps over
+    emitted tokens and its joiner scores one (frame, prediction) pair, each driven separately by
+    the decoding loop. ``graphs()`` names them; the export writes ``<name>.onnx`` for each into one
+    directory, and each card's provenance names its graph, so ``verify`` rebuilds the right one.
+    """
+
+    architecture: str = "custom"
+
+    def graphs(self) -> dict:
+        """Graph name -> StreamingModule, in export order."""
+        raise NotImplementedError

@@ -63,8 +63,7 @@ class OnnxStepSession:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = card or card_from_metadata(meta, "this ONNX model")
         self.optimization = optimization
-        self._input = self.card.inputs[0]
-        self._dtype = np.dtype(self._input.dtype)
+        self._input = self.card.inputs[0]  # the only input of most models
         self.state: dict[str, np.ndarray] | None = None
 
     # -- state ---------------------------------------------------------------------------
@@ -86,12 +85,43 @@ class OnnxStepSession:
         return int(state[s.name].shape[s.batch_axis])
 
     # -- checks --------------------------------------------------------------------------
-    def check_input(self, x) -> np.ndarray:
-        """The input as an array the graph takes, or a typed error saying what was expected."""
-        port = self._input
+    def check_input(self, x):
+        """The input as the graph takes it, or a typed error saying what was expected.
+
+        One array for a one-input model (returns the checked array); a dict keyed by input port
+        name for any model (returns a dict of checked arrays), e.g. a transducer joiner's
+        ``{"encoder_frame": ..., "prediction": ...}``.
+        """
+        if isinstance(x, dict):
+            return self._check_inputs(x)
+        if len(self.card.inputs) != 1:
+            raise InvalidInputError(f"this model has {len(self.card.inputs)} inputs "
+                                    f"({', '.join(p.name for p in self.card.inputs)}): pass a dict of arrays keyed "
+                                    "by input name")
+        return self._check_port(self._input, x)
+
+    def _check_inputs(self, x: dict) -> dict:
+        names = [p.name for p in self.card.inputs]
+        missing = [n for n in names if n not in x]
+        unknown = sorted(set(x) - set(names))
+        if missing or unknown:
+            raise InvalidInputError(f"inputs: expected exactly {names}; "
+                                    + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                                + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
+        checked = {p.name: self._check_port(p, x[p.name]) for p in self.card.inputs}
+        batches = {n: int(v.shape[0]) for n, v in checked.items()}
+        if len(set(batches.values())) > 1:
+            raise InvalidInputError(f"inputs: every input needs the same batch size (axis 0), got {batches}")
+        return checked
+
+    def _check_port(self, port, x) -> np.ndarray:
+        dtype = np.dtype(port.dtype)
+        integer = np.issubdtype(dtype, np.integer)
         if not isinstance(x, np.ndarray):
             raise InvalidInputError(f"{port.name}: expected a numpy array, got {type(x).__name__}")
-        if not np.issubdtype(x.dtype, np.floating):
+        if integer and (not np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+            raise InvalidInputError(f"{port.name}: expected integer values ({port.dtype}), got {x.dtype}")
+        if not integer and not np.issubdtype(x.dtype, np.floating):
             raise InvalidInputError(f"{port.name}: expected floating-point values ({port.dtype}), got {x.dtype}")
         if x.ndim != len(port.shape):
             raise InvalidInputError(f"{port.name}: expected {len(port.shape)} dimensions {port.shape}, "
@@ -105,9 +135,19 @@ class OnnxStepSession:
             if why:
                 raise ChunkLengthError(f"{port.name}: a chunk of {x.shape[port.time_axis]} frames cannot be "
                                        f"taken: {why}")
-        if not np.all(np.isfinite(x)):
+        if integer:
+            if port.value_range is not None and x.size:
+                low, high = port.value_range
+                if x.min() < low or x.max() >= high:
+                    raise InvalidInputError(f"{port.name}: values must lie in [{low}, {high}), got "
+                                            f"[{x.min()}, {x.max()}]")
+        elif not np.all(np.isfinite(x)):
             raise NonFiniteInputError(f"{port.name}: input contains NaN or Inf; expected finite values")
-        return np.ascontiguousarray(x, dtype=self._dtype)
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def _feeds(self, x) -> dict:
+        checked = self.check_input(x)
+        return checked if isinstance(checked, dict) else {self._input.name: checked}
 
     def check_state(self, state: dict, batch: int) -> dict:
         """Every declared state present with the card's shape (for ``batch``) and dtype."""
@@ -132,28 +172,31 @@ class OnnxStepSession:
         return state
 
     # -- running -------------------------------------------------------------------------
-    def run(self, x: np.ndarray, state: dict | None = None) -> tuple[dict, dict]:
-        """One call. ``state=None`` feeds only the input: the offline run from a fresh state."""
-        x = self.check_input(x)
-        feeds = {self._input.name: x}
+    def run(self, x, state: dict | None = None) -> tuple[dict, dict]:
+        """One call. ``state=None`` feeds only the input: the offline run from a fresh state.
+
+        ``x``: one array, or a dict of arrays keyed by input port name (several inputs).
+        """
+        feeds = self._feeds(x)
         if state is not None:
-            feeds.update(self.check_state(state, int(x.shape[0])))
+            batch = int(next(iter(feeds.values())).shape[0])
+            feeds.update(self.check_state(state, batch))
         values = self.session.run(self.card.output_names, feeds)
         n = len(self.card.outputs)
         outputs = dict(zip(self.card.output_names[:n], values[:n]))
         new_state = {s.name: v for s, v in zip(self.card.states, values[n:])}
         return outputs, new_state
 
-    def offline(self, x: np.ndarray) -> dict:
+    def offline(self, x) -> dict:
         """The whole utterance in one call, feeding only the input (no state)."""
         return self.run(x, None)[0]
 
-    def step(self, x: np.ndarray) -> dict:
+    def step(self, x) -> dict:
         """Stateful step: carries the state between calls (for a fixed batch of streams).
 
         A failed call (bad input) leaves the stored state untouched.
         """
         if self.state is None:
-            self.state = self.init_state(int(self.check_input(x).shape[0]))
+            self.state = self.init_state(int(next(iter(self._feeds(x).values())).shape[0]))
         outputs, self.state = self.run(x, self.state)
         return outputs

@@ -7,21 +7,27 @@ Checks (each collected into one :class:`ParityReport` before anything raises):
 2. ``torch stream [chunking] vs torch offline``: the torch module's own step equals its forward;
 3. ``<backend> offline vs torch offline``: only the audio fed, whole utterance, no state;
 4. ``<backend> stream [chunking] vs torch offline``: state carried chunk by chunk, for
-   min-chunk (1 frame, or the smallest multiple), nominal, and ragged random chunk lengths;
+   min-chunk (1 frame, or the smallest multiple), nominal (unless it is the min-chunk), and ragged
+   random chunk lengths;
 5. ``<backend> step vs torch step``: lock-step, every output and every state output per step;
 6. ``<backend> stream, 3 streams batched``: streams stacked on each state's batch axis.
 
 Frame-wise models (no time axis) take one frame per step: checks 3 and the chunkings other
 than one frame do not apply, and the report says so.
+
+Models with several inputs (a transducer joiner's two vectors) or integer inputs (a predictor's
+token ids) get one generated sequence per input port (:func:`synthetic_inputs`); every input
+with a time axis is chunked along it, so the same checks apply. A predictor's time axis counts
+tokens: its "frames" are tokens, and the report notes it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..spec import ModelCard
+from ..spec import TIME_DIM, ModelCard
 from .report import CheckResult, ParityReport, diff_output
-from .signals import synthetic_features
+from .signals import synthetic_inputs
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_SECONDS = 60.0
@@ -29,7 +35,11 @@ BATCH_CHECK_SECONDS = 5.0
 
 
 def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
-    """Chunk lengths per chunking name; every plan covers ``total_frames`` exactly."""
+    """Chunk lengths per chunking name; every plan covers ``total_frames`` exactly.
+
+    When the nominal chunk is also the smallest one (a predictor's one token, a chunked
+    attention's one chunk), the two plans would be the same run: only the smallest is kept.
+    """
     s = card.streaming
     if s.frames_per_step == 0:
         return {"1-frame": [1] * total_frames}
@@ -39,22 +49,30 @@ def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
     smallest += (-smallest) % s.frame_multiple
     plans = {}
     plans["1-frame" if smallest == 1 else f"min-chunk {smallest}"] = _fill([smallest], total_frames, s.frame_multiple)
-    plans["nominal"] = _fill([s.frames_per_step], total_frames, s.frame_multiple)
+    if s.frames_per_step != smallest:
+        plans["nominal"] = _fill([s.frames_per_step], total_frames, s.frame_multiple)
     rng = np.random.default_rng(seed)
     top = max(3 * s.frames_per_step // s.frame_multiple, 2)
-    lengths = []
-    while sum(lengths) < total_frames:
+    lengths, covered = [], 0
+    while covered < total_frames:
         lengths.append(int(rng.integers(1, top + 1)) * s.frame_multiple)
+        covered += lengths[-1]
     plans["ragged"] = _fill(lengths, total_frames, s.frame_multiple)
     return plans
 
 
+def nominal_lengths(plans: dict) -> list:
+    """The nominal chunking (the smallest one when they coincide, the only one when frame-wise)."""
+    return plans.get("nominal", next(iter(plans.values())))
+
+
 def _fill(pattern: list, total: int, multiple: int) -> list:
-    out, i = [], 0
-    while sum(out) < total:
+    out, i, covered = [], 0, 0  # a running total: 60 s of 1-frame steps is 6000 chunks
+    while covered < total:
         out.append(pattern[i % len(pattern)])
+        covered += out[-1]
         i += 1
-    excess = sum(out) - total
+    excess = covered - total
     if excess:
         out[-1] -= excess
         if out[-1] <= 0 or out[-1] % multiple:
@@ -69,15 +87,43 @@ def usable_frames(card: ModelCard, frames: int) -> int:
     return max(unit, frames - frames % max(unit, 1))
 
 
-def _slice(x: np.ndarray, card: ModelCard, a: int, b: int) -> np.ndarray:
-    if card.streaming.frames_per_step == 0:
-        return x[:, a]
-    return x[:, a:b]
+def _as_inputs(x, card: ModelCard) -> dict:
+    """Whole input sequences keyed by port name (one array is the only input's)."""
+    return x if isinstance(x, dict) else {card.inputs[0].name: x}
 
 
-def run_stream(runner, x: np.ndarray, lengths: list, card: ModelCard):
-    """Feed ``x`` chunk by chunk with state carried; concatenated outputs and per-step frame ranges."""
-    state = runner.init_state(x.shape[0])
+def _slice(xs: dict, card: ModelCard, a: int, b: int) -> dict:
+    """Frames ``[a, b)`` of every input: one frame (no frame axis) for frame-wise models."""
+    out = {}
+    for p in card.inputs:
+        v = xs[p.name]
+        if card.streaming.frames_per_step == 0:
+            out[p.name] = v[:, a]
+        elif p.time_axis is None:
+            out[p.name] = v  # no time axis in a streaming model: the same value with every step
+        else:
+            index = [slice(None)] * v.ndim
+            index[p.time_axis] = slice(a, b)
+            out[p.name] = v[tuple(index)]
+    return out
+
+
+def _batch_of(xs: dict) -> int:
+    return int(next(iter(xs.values())).shape[0])
+
+
+def _num_frames(xs: dict, card: ModelCard) -> int:
+    p = card.inputs[0]
+    return int(xs[p.name].shape[1 if p.time_axis is None else p.time_axis])
+
+
+def run_stream(runner, x, lengths: list, card: ModelCard):
+    """Feed ``x`` (an array, or a dict per input) chunk by chunk with state carried.
+
+    Returns the concatenated outputs, the per-step output frame ranges and the last state.
+    """
+    x = _as_inputs(x, card)
+    state = runner.init_state(_batch_of(x))
     collected = {p.name: [] for p in card.outputs}
     bounds, a, out_pos = [], 0, 0
     for n in lengths:
@@ -114,10 +160,10 @@ def _guarded(check: CheckResult, fn) -> CheckResult:
     return check
 
 
-def _offline_reference(reference, x: np.ndarray, card: ModelCard) -> dict:
+def _offline_reference(reference, x: dict, card: ModelCard) -> dict:
     if card.streaming.frames_per_step == 0:
         # The offline result of a frame-wise module is its step over every frame.
-        return run_stream(reference, x, [1] * x.shape[1], card)[0]
+        return run_stream(reference, x, [1] * _num_frames(x, card), card)[0]
     return reference.run(x, None)[0]
 
 
@@ -156,24 +202,36 @@ def _signature_diff(name, problem):
 
 def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFAULT_SECONDS,
                  tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, check_reference: bool = True) -> ParityReport:
-    """Compare ``candidate`` (a backend runner) with the torch ``reference`` runner."""
+    """Compare ``candidate`` (a backend runner) with the ``reference`` runner (usually torch).
+
+    Check names use the runners' ``name``: a quantized graph proved against itself offline reads
+    ``onnxruntime[static-int8] stream [ragged] vs static-int8 offline``.
+    """
+    ref = getattr(reference, "name", "torch")
     s = card.streaming
     frames = usable_frames(card, int(round(seconds * s.sample_rate_hz / s.frame_hop_samples)))
-    feat_dim = card.inputs[0].shape[-1]
-    x = synthetic_features(frames, feat_dim, batch=1, seed=seed)
+    x = synthetic_inputs(card, frames, batch=1, seed=seed)
     report = ParityReport(backend=candidate.name, tolerance=tolerance,
                           seconds=round(frames * s.frame_hop_samples / s.sample_rate_hz, 3), frames=frames,
-                          optimization=getattr(candidate, "optimization", None))
+                          optimization=getattr(candidate, "optimization", None), reference=ref)
+    non_audio = sorted({str(p.shape[p.time_axis]) for p in card.inputs
+                        if p.time_axis is not None and p.shape[p.time_axis] != TIME_DIM})
+    if non_audio:
+        report.notes.append(f"the time axis {', '.join(non_audio)} counts tokens, not audio frames: the proof "
+                            f"stepped through {frames} of them")
     if hasattr(candidate, "declared_shapes"):
         report.checks.append(signature_check(candidate, card, tolerance))
 
     ref_offline = _offline_reference(reference, x, card)
     plans = chunk_plan(card, frames, seed)
     frame_wise = s.frames_per_step == 0
+    if not frame_wise and not s.static and "nominal" not in plans:
+        report.notes.append(f"the nominal chunk ({s.frames_per_step} frames) is also the smallest one: its "
+                            "chunking is checked once")
 
     if check_reference and not frame_wise:
         for cname, lengths in plans.items():
-            check = CheckResult(f"torch stream [{cname}] vs torch offline", f"{len(lengths)} steps", tolerance)
+            check = CheckResult(f"{ref} stream [{cname}] vs {ref} offline", f"{len(lengths)} steps", tolerance)
 
             def body(c, lengths=lengths):
                 got, bounds, _ = run_stream(reference, x, lengths, card)
@@ -187,22 +245,21 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
         report.notes.append(f"static export: every step takes exactly {s.frames_per_step} frames, so only the "
                             "nominal chunking applies and there is no whole-utterance offline call")
     else:
-        check = CheckResult(f"{candidate.name} offline vs torch offline", "only the input fed, no state", tolerance)
+        check = CheckResult(f"{candidate.name} offline vs {ref} offline", "only the input fed, no state", tolerance)
         report.checks.append(_guarded(check, lambda c: _compare_outputs(
             c, candidate.run(x, None)[0], ref_offline, card, None)))
 
     for cname, lengths in plans.items():
-        check = CheckResult(f"{candidate.name} stream [{cname}] vs torch offline", f"{len(lengths)} steps", tolerance)
+        check = CheckResult(f"{candidate.name} stream [{cname}] vs {ref} offline", f"{len(lengths)} steps", tolerance)
 
         def body(c, lengths=lengths):
             got, bounds, _ = run_stream(candidate, x, lengths, card)
             _compare_outputs(c, got, ref_offline, card, bounds)
         report.checks.append(_guarded(check, body))
 
-    report.checks.append(_guarded(CheckResult(f"{candidate.name} step vs torch step", "lock-step, states compared",
+    report.checks.append(_guarded(CheckResult(f"{candidate.name} step vs {ref} step", "lock-step, states compared",
                                               tolerance),
-                                  lambda c: _lockstep(c, reference, candidate, x, plans["nominal" if "nominal" in plans
-                                                                                     else "1-frame"], card)))
+                                  lambda c: _lockstep(c, reference, candidate, x, nominal_lengths(plans), card)))
     if not s.static:
         report.checks.append(_guarded(CheckResult(f"{candidate.name} stream, 3 streams batched",
                                                   f"{BATCH_CHECK_SECONDS:g} s each, nominal chunks", tolerance),
@@ -244,11 +301,11 @@ def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: d
     """Three different streams batched in one call equal each stream's own offline result."""
     s = card.streaming
     frames = usable_frames(card, int(BATCH_CHECK_SECONDS * s.sample_rate_hz / s.frame_hop_samples))
-    xb = np.concatenate([synthetic_features(frames, card.inputs[0].shape[-1], batch=1, seed=seed + 1 + i)
-                         for i in range(3)], axis=0)
-    lengths = plans["nominal" if "nominal" in plans else "1-frame"]
+    streams = [synthetic_inputs(card, frames, batch=1, seed=seed + 1 + i) for i in range(3)]
+    xb = {p.name: np.concatenate([st[p.name] for st in streams], axis=0) for p in card.inputs}
+    lengths = nominal_lengths(plans)
     lengths = _fill(lengths, frames, max(s.frame_multiple, 1)) if not s.frames_per_step == 0 else [1] * frames
     got, bounds, _ = run_stream(candidate, xb, lengths, card)
-    ref = {p.name: np.concatenate([_offline_reference(reference, xb[i:i + 1], card)[p.name] for i in range(3)], 0)
-           for p in card.outputs}
+    refs = [_offline_reference(reference, st, card) for st in streams]
+    ref = {p.name: np.concatenate([r[p.name] for r in refs], 0) for p in card.outputs}
     _compare_outputs(check, got, ref, card, bounds)

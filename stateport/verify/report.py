@@ -59,6 +59,7 @@ class ParityReport:
     checks: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     optimization: str | None = None
+    reference: str = "torch"
 
     @property
     def passed(self) -> bool:
@@ -76,7 +77,7 @@ class ParityReport:
     def to_dict(self) -> dict:
         return {"backend": self.backend, "passed": self.passed, "tolerance": self.tolerance,
                 "seconds": self.seconds, "frames": self.frames, "max_abs_diff": self.max_abs_diff,
-                "optimization": self.optimization, "notes": list(self.notes),
+                "optimization": self.optimization, "reference": self.reference, "notes": list(self.notes),
                 "checks": [c.to_dict() for c in self.checks]}
 
     def certificate(self) -> dict:
@@ -90,7 +91,7 @@ class ParityReport:
 
     def to_text(self) -> str:
         """A readable table: one row per check and output."""
-        lines = [f"parity: {self.backend} vs torch over {self.seconds:g} s ({self.frames} frames), "
+        lines = [f"parity: {self.backend} vs {self.reference} over {self.seconds:g} s ({self.frames} frames), "
                  f"tolerance {self.tolerance:g} -> {'PASS' if self.passed else 'FAIL'}"]
         head = f"  {'check':<48} {'port':<18} {'max|diff|':>10} {'1st bad step':>12} {'argmax agr':>10}  ok"
         lines.append(head)

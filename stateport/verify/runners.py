@@ -2,6 +2,7 @@
 
 A runner exposes ``init_state(batch)``, ``run(x, state) -> (outputs, new_state)`` (``state``
 None means feed only the input: the offline mode), all in numpy, keyed by card port names.
+``x`` is one array for a one-input model, else a dict of arrays keyed by input port name.
 """
 
 from __future__ import annotations
@@ -9,6 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import ModelCard
+
+
+def input_dict(x, card: ModelCard) -> dict:
+    """The inputs of one call keyed by port name: a dict as given, or one array for a one-input model."""
+    if isinstance(x, dict):
+        return x
+    if len(card.inputs) != 1:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"this model has {len(card.inputs)} inputs ({', '.join(p.name for p in card.inputs)}): "
+                                "pass a dict of arrays keyed by input name")
+    return {card.inputs[0].name: x}
 
 
 class TorchRunner:
@@ -26,15 +39,16 @@ class TorchRunner:
     def run(self, x: np.ndarray, state: dict | None):
         import torch
 
+        feeds = input_dict(x, self.card)
         with torch.no_grad():
-            xt = torch.from_numpy(np.ascontiguousarray(x))
+            xs = [torch.from_numpy(np.ascontiguousarray(feeds[p.name])) for p in self.card.inputs]
             if state is None:
-                outs = self.model(xt)
+                outs = self.model(*xs)
                 if isinstance(outs, torch.Tensor):
                     outs = (outs,)
                 return {p.name: o.numpy() for p, o in zip(self.card.outputs, outs)}, {}
             st = [torch.from_numpy(np.ascontiguousarray(state[s.name])) for s in self.card.states]
-            outs = self.model.step(xt, *st)
+            outs = self.model.step(*xs, *st)
         n = len(self.card.outputs)
         outputs = {p.name: o.numpy() for p, o in zip(self.card.outputs, outs[:n])}
         return outputs, {s.name: o.numpy() for s, o in zip(self.card.states, outs[n:])}

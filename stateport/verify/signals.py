@@ -30,3 +30,47 @@ def synthetic_features(frames: int, dim: int, *, batch: int = 1, seed: int = 0) 
             out[b, t:t + m] = seg[:m]
             t += m
     return out
+
+
+# Each further input of a multi-input model gets its own stream of values, far from the seeds
+# the proof uses for its other streams (seed + 1, + 2, ...).
+_INPUT_SEED_STRIDE = 7919
+
+
+def synthetic_inputs(card, frames: int, *, batch: int = 1, seed: int = 0) -> dict:
+    """One sequence per input port of ``card``, keyed by port name.
+
+    A float input of shape ``[B, T, F]`` (or a frame-wise ``[B, F]``, which gains the frame axis
+    1) gets :func:`synthetic_features`; an integer input (token ids) gets uniform values in its
+    ``value_range``; an input without a time axis in a model that has one is a single value fed
+    with every step. The first input uses ``seed`` itself, so a single-input model sees exactly
+    ``synthetic_features(frames, F, batch=batch, seed=seed)``.
+    """
+    from ..errors import UnsupportedError
+
+    frame_wise = card.streaming.frames_per_step == 0
+    out = {}
+    for i, port in enumerate(card.inputs):
+        s = seed + _INPUT_SEED_STRIDE * i
+        shape = []
+        for axis, d in enumerate(port.shape):
+            if axis == 0:
+                shape.append(batch)
+            elif axis == port.time_axis:
+                shape.append(frames)
+            elif isinstance(d, int):
+                shape.append(d)
+            else:
+                raise UnsupportedError(f"input {port.name!r}: symbolic dimension {d!r} on axis {axis} has no size "
+                                       "to generate test inputs with")
+        if frame_wise:
+            shape.insert(1, frames)
+        dtype = np.dtype(port.dtype)
+        if np.issubdtype(dtype, np.integer):
+            low, high = port.value_range or (0, max(len(card.output.vocabulary), 2))
+            out[port.name] = np.random.default_rng(s).integers(low, high, size=shape).astype(dtype)
+        elif len(shape) == 3 and (frame_wise or port.time_axis == 1):
+            out[port.name] = synthetic_features(shape[1], shape[2], batch=batch, seed=s).astype(dtype)
+        else:
+            out[port.name] = np.random.default_rng(s).standard_normal(shape).astype(dtype)
+    return out
