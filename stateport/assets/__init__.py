@@ -1,0 +1,29 @@
+"""Built-in assets: the pretrained default model (and demo audio) shipped inside the package.
+
+torch-free: the client runtime and ``stateport stream`` use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import StateportError
+
+__all__ = ["DEFAULT_MODEL_RELPATH", "MissingAssetError", "default_model_path"]
+
+DEFAULT_MODEL_RELPATH = Path("digits") / "model.onnx"
+"""The built-in digit recogniser, relative to this package."""
+
+
+class MissingAssetError(StateportError):
+    """A built-in asset this install does not ship."""
+
+    code = "MISSING_ASSET"
+
+
+def default_model_path() -> Path:
+    """Path of the built-in model (``stateport/assets/digits/model.onnx``); MissingAssetError if absent."""
+    path = Path(__file__).resolve().parent / DEFAULT_MODEL_RELPATH
+    if not path.is_file():
+        raise MissingAssetError("no built-in model is shipped in this install yet; pass --model")
+    return path

@@ -1,0 +1,59 @@
+"""Shared pieces of the client-runtime tests: random-weight models exported once, real speech from FSDD."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import glob
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+
+FSDD_DIR = os.environ.get("STATEPORT_FSDD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+                                                              "data", "fsdd", "recordings"))
+if not os.path.isdir(FSDD_DIR):
+    FSDD_DIR = "/work/shared/data/fsdd/recordings"
+
+needs_fsdd = pytest.mark.skipif(not glob.glob(os.path.join(FSDD_DIR, "*.wav")),
+                                reason="FSDD recordings (shared/data/fsdd/recordings) are not present")
+
+_TMP = tempfile.mkdtemp(prefix="stateport-stream-tests-")
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_ctc_model(chunk_frames: int | None = None, static: bool = False) -> str:
+    """``lstm-ctc`` tiny with random weights (seed 0), exported once per process without the parity proof."""
+    from stateport.export import export_model
+
+    name = f"lstm_ctc_tiny_c{chunk_frames or 'default'}{'_static' if static else ''}.onnx"
+    path = os.path.join(_TMP, name)
+    export_model(path, arch="lstm-ctc", size="tiny", chunk_frames=chunk_frames, static=static, verify=False)
+    return path
+
+
+def fsdd_clip(name: str, rate_hz: int = 16000) -> np.ndarray:
+    """One FSDD recording (8 kHz mono) as float32, resampled to ``rate_hz``."""
+    import soundfile as sf
+
+    from stateport.runtime.resample import resample
+
+    samples, sr = sf.read(os.path.join(FSDD_DIR, name), dtype="float32")
+    return resample(samples, sr, rate_hz) if sr != rate_hz else samples
+
+
+def digits_stream(names, *, silence_s: float = 1.0, rate_hz: int = 16000) -> np.ndarray:
+    """FSDD clips concatenated with ``silence_s`` of digital silence before, between and after."""
+    gap = np.zeros(int(silence_s * rate_hz), np.float32)
+    parts = [gap]
+    for name in names:
+        parts += [fsdd_clip(name, rate_hz), gap]
+    return np.concatenate(parts)
+
+
+def reads(samples: np.ndarray, size: int):
+    """``samples`` in consecutive reads of ``size`` (the last one shorter)."""
+    return [samples[a:a + size] for a in range(0, samples.shape[0], size)]
