@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import StateportError
 
-__all__ = ["DEFAULT_MODEL_RELPATH", "MissingAssetError", "default_model_path"]
+__all__ = ["DEFAULT_MODEL_RELPATH", "MissingAssetError", "builtin_dir", "default_model_path"]
 
 DEFAULT_MODEL_RELPATH = Path("digits") / "model.onnx"
 """The built-in digit recogniser, relative to this package."""
@@ -19,6 +19,11 @@ class MissingAssetError(StateportError):
     """A built-in asset this install does not ship."""
 
     code = "MISSING_ASSET"
+
+
+def builtin_dir() -> Path:
+    """The folder of the built-in digit recogniser: model.onnx, checkpoint.pt, metrics.json, clips/."""
+    return Path(__file__).resolve().parent / "digits"
 
 
 def default_model_path() -> Path:

@@ -12,9 +12,9 @@ import json
 import sys
 
 from ..errors import StateportError
-from . import export_cmd, inspect_cmd, list_cmd, stream_cmd, train_cmd, verify_cmd
+from . import demo_cmd, export_cmd, inspect_cmd, list_cmd, stream_cmd, train_cmd, verify_cmd
 
-VERBS = [export_cmd, inspect_cmd, verify_cmd, list_cmd, train_cmd, stream_cmd]
+VERBS = [demo_cmd, export_cmd, inspect_cmd, verify_cmd, list_cmd, train_cmd, stream_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import TIME_DIM, ModelCard
-from .report import CheckResult, ParityReport, diff_output
+from .report import CheckResult, ParityReport, diff_output, scaled_diff
 from .signals import synthetic_inputs
 
 DEFAULT_TOLERANCE = 1e-4
@@ -215,7 +215,8 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
                           seconds=round(frames * s.frame_hop_samples / s.sample_rate_hz, 3), frames=frames,
                           optimization=getattr(candidate, "optimization", None), reference=ref)
     non_audio = sorted({str(p.shape[p.time_axis]) for p in card.inputs
-                        if p.time_axis is not None and p.shape[p.time_axis] != TIME_DIM})
+                        if p.time_axis is not None and isinstance(p.shape[p.time_axis], str)  # static: an int
+                        and p.shape[p.time_axis] != TIME_DIM})
     if non_audio:
         report.notes.append(f"the time axis {', '.join(non_audio)} counts tokens, not audio frames: the proof "
                             f"stepped through {frames} of them")
@@ -271,6 +272,7 @@ def _lockstep(check: CheckResult, reference, candidate, x, lengths, card: ModelC
     """Both runners step the same chunks; every output and state output compared per step."""
     rs, cs = reference.init_state(1), candidate.init_state(1)
     worst: dict = {}
+    worst_scaled: dict = {}
     first_bad: dict = {}
     a = 0
     ports = [p.name for p in card.outputs] + [st.name for st in card.states]
@@ -284,17 +286,21 @@ def _lockstep(check: CheckResult, reference, candidate, x, lengths, card: ModelC
             if r.shape != c.shape:
                 raise ValueError(f"step {i}: {name} has shape {c.shape}, reference {r.shape}")
             d = float(np.max(np.abs(r.astype(np.float64) - c))) if r.size else 0.0
+            ds = float(np.max(scaled_diff(c, r))) if r.size else 0.0
             worst[name] = max(worst.get(name, 0.0), d)
-            if d > check.tolerance and name not in first_bad:
+            worst_scaled[name] = max(worst_scaled.get(name, 0.0), ds)
+            if ds > check.tolerance and name not in first_bad:
                 first_bad[name] = i
     from .report import OutputDiff
 
     for st in card.states:
         worst[st.output] = worst.pop(st.name)
+        worst_scaled[st.output] = worst_scaled.pop(st.name)
         if st.name in first_bad:
             first_bad[st.output] = first_bad.pop(st.name)
     for name, d in worst.items():
-        check.diffs.append(OutputDiff(name, max_abs_diff=d, first_divergent_step=first_bad.get(name)))
+        check.diffs.append(OutputDiff(name, max_abs_diff=d, first_divergent_step=first_bad.get(name),
+                                      max_scaled_diff=worst_scaled[name]))
 
 
 def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: dict, seed: int) -> None:

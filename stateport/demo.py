@@ -1,0 +1,188 @@
+"""The main job, end to end on the built-in model: ``stateport demo``.
+
+export with explicit state -> prove parity -> quantize to int8 -> stream the demo clips
+through the client loop (partial text live) -> one table and a JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .assets import MissingAssetError, builtin_dir
+
+READ_SAMPLES = 320  # 20 ms reads at 16 kHz, as a microphone callback delivers them
+
+
+@dataclass
+class ArtifactRow:
+    artifact: str
+    path: str
+    size_bytes: int
+    parity_max_abs_diff: float | None
+    parity_note: str
+    rtf: float = float("nan")
+    latency_ms: dict = field(default_factory=dict)
+    wer: float = float("nan")
+    transcripts: list = field(default_factory=list)
+
+
+def demo_clips() -> list[tuple[str, str]]:
+    """(wav path, reference text) of the shipped demo clips."""
+    folder = builtin_dir() / "clips"
+    index = folder / "transcripts.json"
+    if not index.is_file():
+        raise MissingAssetError(f"the demo clips are missing ({index}); reinstall stateport")
+    entries = json.loads(index.read_text())
+    return [(str(folder / e["file"]), e["text"]) for e in entries]
+
+
+def stream_clip(streamer, path: str, *, live=None) -> tuple[str, list, float, float]:
+    """Stream one WAV in 20 ms reads with the low-level API; (text, step latencies ms, busy s, audio s)."""
+    from .runtime.audio import read_audio_file
+    from .runtime.events import PartialText
+
+    samples, rate = read_audio_file(path)
+    streamer.reset()
+    latencies, busy = [], 0.0
+    read = max(int(rate * READ_SAMPLES / 16000), 1)
+    for a in range(0, samples.shape[0], read):
+        t0 = time.perf_counter()
+        streamer.accept_waveform(samples[a:a + read], rate, decode=False)
+        busy += time.perf_counter() - t0
+        while streamer.is_ready():
+            t0 = time.perf_counter()
+            events = streamer.decode_step()
+            dt = time.perf_counter() - t0
+            busy += dt
+            latencies.append(1000.0 * dt)
+            if live:
+                for e in events:
+                    if isinstance(e, PartialText):
+                        live(e.text)
+    t0 = time.perf_counter()
+    streamer.input_finished(decode=False)
+    while streamer.is_ready():
+        streamer.decode_step()
+    busy += time.perf_counter() - t0
+    return streamer.result().text, latencies, busy, samples.shape[0] / rate
+
+
+def _wer(refs: list, hyps: list) -> float:
+    from .train.metrics import word_error_rate
+
+    return word_error_rate([r.split() for r in refs], [h.split() for h in hyps])
+
+
+def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = True, seconds: float = 60.0,
+             live: bool = True, log=print) -> dict:
+    """Run the whole job; returns the report (also written to ``out_dir/report.json``)."""
+    from .export import export_model
+    from .runtime.session import OnnxStepSession
+    from .runtime.streamer import Streamer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = builtin_dir() / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise MissingAssetError(f"the built-in checkpoint is missing ({checkpoint}); reinstall stateport")
+    t_start = time.perf_counter()
+
+    log(f"1. export the built-in model with explicit state ports -> {out / 'digits.onnx'}")
+    fp32 = export_model(out / "digits.onnx", arch="lstm-ctc", checkpoint=str(checkpoint), seconds=seconds)
+    card = fp32.card
+    log(f"   ports: {', '.join(card.input_names)} -> {', '.join(card.output_names)}")
+    log(f"2. parity proof: {len(fp32.report.checks)} checks over {fp32.report.seconds:g} s, "
+        f"max |diff| {fp32.report.max_abs_diff:.2e} -> {'PASS' if fp32.report.passed else 'FAIL'}")
+    rows = [ArtifactRow("fp32", str(fp32.path), os.path.getsize(fp32.path), fp32.report.max_abs_diff,
+                        "streaming vs offline vs torch")]
+
+    if quantize:
+        try:
+            from .quantize.api import quantize_model
+        except ImportError as e:  # the quantize extra (torchao) is optional
+            log(f"3. int8: skipped ({e}); install stateport[quantize]")
+        else:
+            q = quantize_model(fp32.path, out / "digits.int8.onnx", recipe="dynamic-int8")
+            report = getattr(q, "report", None)
+            diff = report.max_abs_diff if report is not None else None
+            log(f"3. int8 (dynamic-int8): {os.path.getsize(q.path) / 1e6:.2f} MB, streaming vs offline max |diff| "
+                f"{diff:.2e}" if diff is not None else "3. int8 (dynamic-int8) written")
+            rows.append(ArtifactRow("int8 (dynamic)", str(q.path), os.path.getsize(q.path), diff,
+                                    "int8 streaming vs int8 offline"))
+    else:
+        log("3. int8: skipped (--no-quantize)")
+
+    clips = demo_clips()
+    log(f"4. stream {len(clips)} demo clips through the client loop (20 ms reads)")
+    for row in rows:
+        streamer = Streamer(OnnxStepSession(row.path, threads=1))
+        refs, hyps, lat, busy, audio = [], [], [], 0.0, 0.0
+        for path, ref in clips:
+            printer = _LiveLine(f"   [{row.artifact}] ") if (live and row is rows[0]) else None
+            text, l, b, a = stream_clip(streamer, path, live=printer)
+            if printer:
+                printer.done(text, ref)
+            refs.append(ref)
+            hyps.append(text)
+            lat += l
+            busy += b
+            audio += a
+        row.rtf = busy / audio
+        row.latency_ms = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95))}
+        row.wer = _wer(refs, hyps)
+        row.transcripts = [{"clip": os.path.basename(p), "reference": r, "hypothesis": h}
+                           for (p, r), h in zip(clips, hyps)]
+
+    report = {"elapsed_s": round(time.perf_counter() - t_start, 2), "out_dir": str(out),
+              "model": {"architecture": card.provenance.architecture, "parameters": card.provenance.parameters,
+                        "checkpoint_sha256": card.provenance.checkpoint_sha256,
+                        "state_ports": [s.name for s in card.states]},
+              "metrics_shipped": _shipped_metrics(),
+              "artifacts": [row.__dict__ for row in rows]}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    log("")
+    log(render_table(rows))
+    log(f"\nreport: {out / 'report.json'}  ({report['elapsed_s']:.1f} s)")
+    return report
+
+
+def _shipped_metrics() -> dict | None:
+    path = builtin_dir() / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render_table(rows: list) -> str:
+    head = f"{'artifact':<16} {'size':>9} {'parity max|diff|':>17} {'RTF':>8} {'latency p50':>12} {'p95':>8} {'WER (demo clips)':>17}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        mad = "-" if r.parity_max_abs_diff is None else f"{r.parity_max_abs_diff:.2e}"
+        lines.append(f"{r.artifact:<16} {r.size_bytes / 1e6:>7.2f}MB {mad:>17} {r.rtf:>8.4f} "
+                     f"{r.latency_ms.get('p50', float('nan')):>10.3f}ms {r.latency_ms.get('p95', float('nan')):>6.3f}ms "
+                     f"{100 * r.wer:>16.1f}%")
+    return "\n".join(lines)
+
+
+class _LiveLine:
+    """Partial text on one line: rewritten in place on a terminal, printed once otherwise."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.tty, self.last = prefix, sys.stdout.isatty(), ""
+
+    def __call__(self, text: str):
+        self.last = text
+        if self.tty:
+            sys.stdout.write("\r\033[K" + self.prefix + text)
+            sys.stdout.flush()
+
+    def done(self, text: str, ref: str):
+        mark = "ok " if text == ref else "ERR"
+        line = f"{self.prefix}{text:<40} ({mark} ref: {ref})"
+        sys.stdout.write(("\r\033[K" if self.tty else "") + line + "\n")
+        sys.stdout.flush()
