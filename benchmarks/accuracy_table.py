@@ -1,0 +1,42 @@
+"""Accuracy table of every precision recipe, measured in one run by one command.
+
+    python benchmarks/accuracy_table.py --checkpoint /work/runs/digits_george.pt -o runs/quant_table
+    python benchmarks/accuracy_table.py --model fp32.onnx --checkpoint ckpt.pt -o out   # an existing export
+
+FP32 (exported from the checkpoint, parity-proved), FP16, dynamic int8, static int8 (state-loop
+calibration on the training speakers) and QAT int8 (fine-tuned from the checkpoint), each proved,
+then streamed through the client runtime (Streamer, 1 thread, at the ORT level its card was proved
+at) over digit strings of the checkpoint recipe's held-out FSDD speaker: streaming WER, file size,
+RTF of the whole client loop and of the model alone, mean step time. Writes accuracy_table.json
+and accuracy_table.txt into the output folder. A benchmark: it asserts nothing.
+Same as ``stateport quantize FP32.onnx --table -o OUT --checkpoint CKPT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="float checkpoint (its recipe names the held-out speaker)")
+    p.add_argument("--model", help="its fp32 export (default: exported here from the checkpoint)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--utterances", type=int, default=60, help="held-out digit strings to stream")
+    p.add_argument("--qat-recipe", default="qat-int8", help="QAT preset (qat-int8-smoke for a quick run)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from stateport.quantize.accuracy import accuracy_table
+
+    table = accuracy_table(args.model, args.out, checkpoint=args.checkpoint, utterances=args.utterances,
+                           qat_recipe=args.qat_recipe, log=(lambda *_: None) if args.json else print)
+    print(json.dumps(table.to_dict(), indent=2, default=str) if args.json else table.to_text())
+
+
+if __name__ == "__main__":
+    main()

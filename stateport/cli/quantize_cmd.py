@@ -1,0 +1,65 @@
+"""``stateport quantize``: a reduced-precision artifact with its recipe, proofs and sizes in the card.
+
+``--table`` instead measures FP32 / FP16 / dynamic / static / QAT int8 side by side on held-out
+speech (WER, size, 1-thread RTF) in one run: see :mod:`stateport.quantize.accuracy`.
+
+QAT on several CPU processes (DDP, gloo)::
+
+    torchrun --standalone --nproc_per_node 2 -m stateport.cli.main quantize fp32.onnx -o qat.onnx \
+        --recipe qat-int8 --checkpoint ckpt.pt
+"""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    from ..quantize.recipes import ORT_LEVELS, PRESETS
+
+    p = sub.add_parser("quantize", help="quantize an fp32 stateport ONNX model (int8 / fp16 / QAT) with proofs")
+    p.add_argument("model", help="fp32 stateport .onnx file (from `stateport export`)")
+    p.add_argument("-o", "--out", help="output .onnx path (a folder with --table)")
+    p.add_argument("--recipe", default="static-int8", choices=sorted(PRESETS), help="named recipe")
+    p.add_argument("--calib", help="calibration data: a folder of FSDD-style or other .wav files, or .npy "
+                                   "features [T, F] (default: FSDD training speakers)")
+    p.add_argument("--checkpoint", help="the float checkpoint the model was exported from (QAT fine-tunes it; "
+                                        "its recipe names the test speaker calibration must not use)")
+    p.add_argument("--seconds", type=float, default=20.0, help="input length of the parity proofs")
+    p.add_argument("--ort-optimization", choices=ORT_LEVELS,
+                   help="ONNX Runtime level the client uses (default: the recipe's)")
+    p.add_argument("--table", action="store_true", help="accuracy table of every recipe on the held-out speaker")
+    p.add_argument("--table-utterances", type=int, default=60, help="held-out utterances for --table")
+    p.add_argument("--qat-recipe", default="qat-int8", choices=sorted(k for k in PRESETS if k.startswith("qat")),
+                   help="QAT preset used by --table")
+    return p
+
+
+def run(args):
+    from ..errors import InvalidInputError
+
+    if args.out is None:
+        raise InvalidInputError("give -o/--out (an .onnx path; a folder with --table)")
+    if args.table:
+        from ..quantize.accuracy import accuracy_table
+
+        table = accuracy_table(args.model, args.out, checkpoint=args.checkpoint, utterances=args.table_utterances,
+                               qat_recipe=args.qat_recipe, log=(lambda *_: None) if args.json else print)
+        if not args.json:
+            print(table.to_text())
+        return 0, table.to_dict()
+    from ..quantize import quantize_model
+
+    result = quantize_model(args.model, args.out, recipe=args.recipe, calib=args.calib, checkpoint=args.checkpoint,
+                            seconds=args.seconds, ort_optimization=args.ort_optimization,
+                            log=(lambda *_: None) if args.json else print)
+    if result.path is None:  # a torchrun worker other than rank 0
+        return 0, result.to_dict()
+    if not args.json:
+        q = result.card.provenance.quantization
+        dev = q.get("float_deviation", {})
+        print(f"wrote {result.path}: {args.recipe}, {result.sizes['bytes']} bytes "
+              f"({100 * result.sizes['ratio']:.1f} % of fp32), proved at ORT level {q['ort_graph_optimization']}")
+        for report in result.reports.values():
+            print(report.to_text())
+        print(f"fp32 vs {args.recipe} on real speech: max |diff| {dev.get('max_abs_diff')}, "
+              f"argmax agreement {100 * dev.get('argmax_agreement', 0):.2f} %")
+    return 0, result.to_dict()

@@ -1,0 +1,315 @@
+"""Small ONNX graph passes the quantization recipes need (onnx + numpy only).
+
+- :func:`strip_state_defaults` / :func:`restore_state_defaults`: the export gives every state input
+  an initializer (its initial value, which makes the input optional). ONNX Runtime's quantizers
+  take any input that has an initializer for a *constant weight* and would quantize (and replace)
+  it; a state port must stay a port, so the defaults leave before quantization and come back after.
+- :func:`qdq_lstm`: ONNX Runtime's QDQ quantizer has no LSTM handler, which would leave most of
+  an LSTM model's weights in float32. This pass stores W and R as int8 (symmetric, one scale per
+  gate row) behind DequantizeLinear, and puts a calibrated Q/DQ pair on the LSTM's input X.
+- :func:`fold_weight_quantize`: a QAT export writes ``QuantizeLinear(float weight) ->
+  DequantizeLinear``; folding the constant QuantizeLinear stores the weight as int8 (4x smaller)
+  and computes the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..spec import ModelCard
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def file_size_bytes(path: str | os.PathLike) -> int:
+    return os.path.getsize(os.fspath(path))
+
+
+def strip_state_defaults(proto, card: ModelCard) -> list:
+    """Remove the state inputs' initializers (in place); returns them for :func:`restore_state_defaults`."""
+    names = {s.name for s in card.states}
+    kept, removed = [], []
+    for init in proto.graph.initializer:
+        (removed if init.name in names else kept).append(init)
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    return removed
+
+
+def restore_state_defaults(proto, removed: list) -> None:
+    """Put the state defaults back (replacing any initializer a pass made under the same name)."""
+    names = {i.name for i in removed}
+    kept = [i for i in proto.graph.initializer if i.name not in names]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept + list(removed))
+
+
+def _initializers(proto) -> dict:
+    return {i.name: i for i in proto.graph.initializer}
+
+
+def _constant_value(proto, name: str, inits: dict, constants: dict):
+    """The numpy value of an initializer or a Constant node's output, else None."""
+    from onnx import numpy_helper
+
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    if name in constants:
+        return constants[name]
+    return None
+
+
+def _constant_nodes(proto) -> dict:
+    from onnx import numpy_helper
+
+    out = {}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    out[node.output[0]] = numpy_helper.to_array(attr.t)
+    return out
+
+
+def affine_qparams(low: float, high: float, *, symmetric: bool) -> tuple[np.float32, np.int8]:
+    """int8 scale and zero point covering ``[low, high]`` (which is widened to include 0)."""
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    if symmetric:
+        scale = max(abs(low), abs(high)) / INT8_MAX
+        zero_point = 0
+    else:
+        scale = (high - low) / (INT8_MAX - INT8_MIN)
+        zero_point = 0 if scale == 0 else int(round(INT8_MIN - low / scale))
+    scale = scale if scale > 0 else 1.0  # an all-zero tensor: any scale represents it exactly
+    return np.float32(scale), np.int8(np.clip(zero_point, INT8_MIN, INT8_MAX))
+
+
+def quantize_per_row(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per slice along ``axis``: (int8 weight, float32 scales [weight.shape[axis]])."""
+    reduce_axes = tuple(a for a in range(weight.ndim) if a != axis)
+    absmax = np.abs(weight).max(axis=reduce_axes)
+    scale = np.where(absmax > 0, absmax / INT8_MAX, 1.0).astype(np.float32)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return q, scale
+
+
+def qdq_lstm(proto, input_ranges: dict, *, symmetric_activations: bool = False) -> list[str]:
+    """Quantize every LSTM's W and R to int8 and Q/DQ its input X (in place); returns the LSTM names.
+
+    ``input_ranges``: tensor name -> (low, high) from calibration; an LSTM whose X has no range
+    keeps X in float (its weights are still stored int8). Bias and the state inputs stay float.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = _initializers(proto)
+    new_nodes, new_inits, done = [], [], []
+    for node in proto.graph.node:
+        if node.op_type != "LSTM":
+            new_nodes.append(node)
+            continue
+        tag = (node.name or f"lstm{len(done)}").replace("/", "_").strip("_")
+        for slot in (1, 2):  # W [D, 4H, I], R [D, 4H, H]: one scale per gate row (axis 1)
+            name = node.input[slot]
+            if name not in inits:
+                continue
+            w = numpy_helper.to_array(inits[name])
+            q, scale = quantize_per_row(w.astype(np.float32), axis=1)
+            qn, sn, zn, dq = f"{tag}_w{slot}_int8", f"{tag}_w{slot}_scale", f"{tag}_w{slot}_zp", f"{tag}_w{slot}_dq"
+            new_inits += [numpy_helper.from_array(q, qn), numpy_helper.from_array(scale, sn),
+                          numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), zn)]
+            new_nodes.append(helper.make_node("DequantizeLinear", [qn, sn, zn], [dq], name=f"{tag}_w{slot}_DQ", axis=1))
+            node.input[slot] = dq
+        x = node.input[0]
+        if x in input_ranges:
+            scale, zp = affine_qparams(*input_ranges[x], symmetric=symmetric_activations)
+            sn, zn = f"{tag}_x_scale", f"{tag}_x_zp"
+            new_inits += [numpy_helper.from_array(np.array(scale, np.float32), sn),
+                          numpy_helper.from_array(np.array(zp, np.int8), zn)]
+            new_nodes.append(helper.make_node("QuantizeLinear", [x, sn, zn], [f"{tag}_x_q"], name=f"{tag}_x_Q"))
+            new_nodes.append(helper.make_node("DequantizeLinear", [f"{tag}_x_q", sn, zn], [f"{tag}_x_dq"],
+                                              name=f"{tag}_x_DQ"))
+            node.input[0] = f"{tag}_x_dq"
+        new_nodes.append(node)
+        done.append(node.name)
+    del proto.graph.node[:]
+    proto.graph.node.extend(new_nodes)
+    proto.graph.initializer.extend(new_inits)
+    _drop_unused_initializers(proto)
+    return done
+
+
+def fold_weight_quantize(proto) -> int:
+    """Replace ``QuantizeLinear(constant float)`` by its int8 result (in place); returns how many."""
+    from onnx import numpy_helper
+
+    inits = _initializers(proto)
+    constants = _constant_nodes(proto)
+    folded, keep = 0, []
+    for node in proto.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in inits:
+            x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
+            scale = _constant_value(proto, node.input[1], inits, constants)
+            zp = _constant_value(proto, node.input[2], inits, constants) if len(node.input) > 2 else None
+            if scale is not None and (zp is not None or len(node.input) <= 2):
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                zp = np.zeros_like(scale, dtype=np.int8) if zp is None else zp
+                shape = [1] * x.ndim
+                if scale.ndim == 1 and scale.size > 1:
+                    shape[axis] = -1
+                    scale_b, zp_b = scale.reshape(shape), zp.reshape(shape).astype(np.int32)
+                else:
+                    scale_b, zp_b = scale, zp.astype(np.int32)
+                # Round half to even, as QuantizeLinear (and torch's fake quantize) do.
+                q = np.clip(np.rint(x / scale_b) + zp_b, INT8_MIN, INT8_MAX).astype(zp.dtype)
+                proto.graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
+                folded += 1
+                continue
+        keep.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+    _drop_unused_initializers(proto)
+    return folded
+
+
+def _drop_unused_initializers(proto) -> None:
+    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+    used |= {i.name for i in proto.graph.input}
+    kept = [i for i in proto.graph.initializer if i.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+
+
+def op_histogram(proto) -> dict:
+    """Op type -> count, for reports (e.g. how many DequantizeLinear a recipe produced)."""
+    counts: dict = {}
+    for n in proto.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def weight_bytes_by_dtype(proto) -> dict:
+    """Initializer bytes per dtype name: shows where the size went (e.g. {"int8": ..., "float32": ...})."""
+    from onnx import helper
+
+    out: dict = {}
+    for init in proto.graph.initializer:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
+        n = int(np.prod(init.dims)) if len(init.dims) else 1
+        out[dtype.name] = out.get(dtype.name, 0) + n * dtype.itemsize
+    return out
+
+
+MOVEMENT_OPS = ("Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity")
+
+
+def fold_dequantize_movement(proto) -> int:
+    """Move data-movement chains after a constant DequantizeLinear into the int8 weights (in place).
+
+    The TorchScript exporter writes an LSTM's gate weights as ``DQ(int8) -> Slice x4 -> Concat ->
+    Unsqueeze`` (torch's gate order ifgo becomes ONNX's iofc) and a Linear's as ``DQ -> Transpose``.
+    ONNX Runtime does not constant-fold through DequantizeLinear, so that chain would run on every
+    call (measured: 3x the step time of the tiny model). Here the chain is evaluated once on the
+    dequantized values and on the broadcast scales, and replaced by one DequantizeLinear of the
+    rearranged int8 tensor along whatever axis the scales ended up on. Returns how many were folded.
+    """
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    inits = _initializers(proto)
+    constants = _constant_nodes(proto)
+    consumers: dict = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def const(name):
+        return _constant_value(proto, name, inits, constants)
+
+    folded = 0
+    for dq in [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]:
+        q = const(dq.input[0])
+        if q is None or any(const(i) is None for i in dq.input[1:]):
+            continue
+        # Collect the movement ops fed (directly or not) only by this DQ, and the tensors leaving them.
+        chain, frontier, ends = [], [dq.output[0]], []
+        while frontier:
+            t = frontier.pop()
+            users = consumers.get(t, [])
+            movers = [u for u in users if u.op_type in MOVEMENT_OPS]
+            if not movers or len(movers) != len(users):
+                ends.append(t)
+                continue
+            for u in movers:
+                if u not in chain:
+                    chain.append(u)
+                    frontier.extend(u.output)
+        if not chain or len(ends) != 1:
+            continue
+        end = ends[0]
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        scale = const(dq.input[1]).astype(np.float32)
+        zp = const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros_like(scale, dtype=np.int8)
+        shape = [1] * q.ndim
+        if scale.ndim == 1 and q.ndim > 1:
+            shape[axis] = -1
+        s_full = np.broadcast_to(scale.reshape(shape), q.shape).astype(np.float32)
+        z_full = np.broadcast_to(zp.reshape(shape), q.shape).astype(np.float32)
+        ordered = [n for n in proto.graph.node if n in chain]
+        side = {i for n in ordered for i in n.input if i and i not in {o for c in ordered for o in c.output}
+                and i != dq.output[0]}
+        if any(const(i) is None for i in side):
+            continue
+        graph = helper.make_graph(ordered, "chain", [helper.make_tensor_value_info(dq.output[0], 1, q.shape)],
+                                  [helper.make_tensor_value_info(end, 1, None)],
+                                  [numpy_helper.from_array(np.asarray(const(i)), i) for i in sorted(side)])
+        model = helper.make_model(graph, opset_imports=list(proto.opset_import))
+        run = ReferenceEvaluator(model)
+        moved_q = run.run(None, {dq.output[0]: q.astype(np.float32)})[0]
+        moved_s = run.run(None, {dq.output[0]: s_full})[0]
+        moved_z = run.run(None, {dq.output[0]: z_full})[0]
+        new_axis = next((a for a in range(moved_s.ndim)
+                         if np.all(moved_s == moved_s.max(axis=tuple(b for b in range(moved_s.ndim) if b != a),
+                                                           keepdims=True))), None)
+        if new_axis is None:
+            continue
+        reduce = tuple(b for b in range(moved_s.ndim) if b != new_axis)
+        tag = (dq.name or dq.output[0]).replace("/", "_").strip("_") + "_moved"
+        new_scale = moved_s.max(axis=reduce) if moved_s.ndim > 1 else moved_s
+        new_zp = moved_z.max(axis=reduce).astype(zp.dtype) if moved_s.ndim > 1 else moved_z.astype(zp.dtype)
+        proto.graph.initializer.extend([numpy_helper.from_array(moved_q.astype(q.dtype), tag + "_q"),
+                                        numpy_helper.from_array(new_scale.astype(np.float32), tag + "_scale"),
+                                        numpy_helper.from_array(new_zp, tag + "_zp")])
+        new_dq = helper.make_node("DequantizeLinear", [tag + "_q", tag + "_scale", tag + "_zp"], [end],
+                                  name=tag, axis=int(new_axis))
+        drop = set(id(n) for n in chain) | {id(dq)}
+        nodes = [n for n in proto.graph.node if id(n) not in drop]
+        # Keep topological order: the new DQ goes where the chain's last node was.
+        last = max(i for i, n in enumerate(proto.graph.node) if id(n) in drop)
+        before = sum(1 for n in list(proto.graph.node)[:last] if id(n) not in drop)
+        nodes.insert(before, new_dq)
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        folded += 1
+        consumers = {}
+        for n in proto.graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        inits = _initializers(proto)
+    _drop_dead_nodes(proto)
+    _drop_unused_initializers(proto)
+    return folded
+
+
+def _drop_dead_nodes(proto) -> None:
+    """Remove nodes whose outputs nobody uses (e.g. Constants a folded chain needed)."""
+    while True:
+        used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+        keep = [n for n in proto.graph.node if any(o in used for o in n.output)]
+        if len(keep) == len(proto.graph.node):
+            return
+        del proto.graph.node[:]
+        proto.graph.node.extend(keep)

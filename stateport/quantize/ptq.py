@@ -1,0 +1,102 @@
+"""Post-training recipes on an fp32 stateport ONNX file: dynamic int8, static int8 (QDQ), fp16.
+
+Each function takes the fp32 model (path) and its card and returns ``(ModelProto, info)``; the
+card, the proofs and the file are the job of :mod:`stateport.quantize.api`. The state inputs'
+default initializers are taken out around every tool call (see :mod:`.onnx_graph`) so that no
+tool mistakes a state port for a constant.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from ..spec import ModelCard
+from .calibration import StateLoopReader
+from .onnx_graph import qdq_lstm, restore_state_defaults, strip_state_defaults
+from .recipes import DynamicInt8Config, Fp16Config, StaticInt8Config
+
+
+def _stripped_copy(fp32_path: str, card: ModelCard, tmp: str):
+    import onnx
+
+    proto = onnx.load(fp32_path)
+    removed = strip_state_defaults(proto, card)
+    path = os.path.join(tmp, "stripped.onnx")
+    onnx.save(proto, path)
+    return path, removed
+
+
+def quantize_dynamic_int8(fp32_path: str, card: ModelCard, cfg: DynamicInt8Config):
+    """``onnxruntime.quantization.quantize_dynamic``: LSTM -> DynamicQuantizeLSTM, MatMul -> MatMulInteger."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="stateport-q-") as tmp:
+        src, removed = _stripped_copy(fp32_path, card, tmp)
+        out = os.path.join(tmp, "q.onnx")
+        quantize_dynamic(src, out, op_types_to_quantize=list(cfg.op_types), per_channel=cfg.per_channel,
+                         reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8)
+        proto = onnx.load(out)
+    restore_state_defaults(proto, removed)
+    return proto, {"tool": _ort_tool()}
+
+
+def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config, streams: list):
+    """QDQ static quantization calibrated by :class:`StateLoopReader` over ``streams`` of features.
+
+    Returns the model and info holding the calibration reader's state ranges (what each state
+    input was fed) and the LSTM input ranges used by :func:`.onnx_graph.qdq_lstm`.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[cfg.method]
+    fp32 = onnx.load(fp32_path)
+    lstm_inputs = tuple(n.input[0] for n in fp32.graph.node if n.op_type == "LSTM") if cfg.quantize_lstm else ()
+    reader = StateLoopReader(fp32_path, card, streams, max_steps=cfg.calibration.max_steps,
+                             extra_outputs=lstm_inputs)
+    with tempfile.TemporaryDirectory(prefix="stateport-q-") as tmp:
+        src, removed = _stripped_copy(fp32_path, card, tmp)
+        out = os.path.join(tmp, "q.onnx")
+        quantize_static(src, out, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(cfg.op_types),
+                        per_channel=cfg.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=method,
+                        extra_options={"ActivationSymmetric": cfg.activation_symmetric, "WeightSymmetric": True})
+        proto = onnx.load(out)
+    lstms = qdq_lstm(proto, reader.tensor_ranges, symmetric_activations=cfg.activation_symmetric) \
+        if cfg.quantize_lstm else []
+    restore_state_defaults(proto, removed)
+    return proto, {"tool": _ort_tool(), "calibration_steps": reader.steps, "quantized_lstms": len(lstms),
+                   "state_ranges": {k: v.to_dict() for k, v in reader.state_ranges.items()},
+                   "lstm_input_ranges": {k: [round(a, 6) for a in v] for k, v in reader.tensor_ranges.items()}}
+
+
+def convert_fp16(fp32_path: str, card: ModelCard, cfg: Fp16Config):
+    """float16 weights and compute; float32 graph inputs/outputs when ``keep_io_float32``."""
+    import onnx
+
+    from ..errors import MissingDependencyError
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise MissingDependencyError("the fp16 recipe needs onnxconverter-common: pip install "
+                                     "'stateport[quantize]'") from None
+    proto = onnx.load(fp32_path)
+    removed = strip_state_defaults(proto, card)
+    proto = float16.convert_float_to_float16(proto, keep_io_types=cfg.keep_io_float32,
+                                             op_block_list=list(cfg.op_block_list) or None,
+                                             disable_shape_infer=False)
+    restore_state_defaults(proto, removed)
+    import onnxconverter_common
+
+    return proto, {"tool": f"onnxconverter-common {onnxconverter_common.__version__}",
+                   "io_dtype": "float32" if cfg.keep_io_float32 else "float16"}
+
+
+def _ort_tool() -> str:
+    import onnxruntime
+
+    return f"onnxruntime.quantization {onnxruntime.__version__}"

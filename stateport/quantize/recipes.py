@@ -1,0 +1,205 @@
+"""Named quantization recipes: one typed config per method, with presets, never free-form dicts.
+
+A recipe says *what* to do to an fp32 stateport model and *how strictly its result is proved*:
+
+- ``dynamic-int8``: ONNX Runtime ``quantize_dynamic``: int8 weights, activations quantized at run
+  time with a scale computed from each call's own tensor (LSTM -> ``DynamicQuantizeLSTM``,
+  MatMul -> ``MatMulInteger``). Because the scale depends on what one call sees, a chunk and the
+  whole utterance are quantized differently: streaming != offline *by construction*. The proof
+  measures by how much and holds the recipe to ``stream_tolerance`` (not 1e-4).
+- ``static-int8``: QDQ with ranges calibrated by running the real streaming state loop over real
+  audio; fixed scales, so the quantized graph streams exactly like it runs offline.
+- ``fp16``: float16 weights and compute, float32 I/O (clients keep feeding float32 features and
+  state; the card's ports stay float32).
+- ``qat-int8``: quantization-aware fine-tuning from the float checkpoint, exported as QDQ.
+
+``stream_tolerance`` is the bound of "the quantized graph streamed == the same graph offline"
+(logits and states); ``reference_tolerance`` bounds an artifact against its own reference where
+it has one that computes the same arithmetic (QAT: the torch fake-quant model). Both are applied
+by the parity proof's rule ``|diff| <= tolerance * max(1, |reference|)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import InvalidInputError
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+# A QDQ graph with fixed scales streams like it runs offline *up to rounding flips*: ONNX Runtime's
+# float kernels are not bit-identical across chunk lengths (a 1-frame GEMV vs a 16-frame GEMM in the
+# LSTM's input projection differ by ~1e-7), and a quantizer downstream turns such a difference at a
+# rounding boundary into one quantum. Measured: 0.0 on the 1-layer tiny lstm-ctc, 2.4e-4 (one head-input
+# quantum, one frame in 500, 1-frame chunks) on the 2x192 model after QAT. A few quanta, not 1e-4.
+INT8_STREAM_TOLERANCE = 1e-2
+ORT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Real audio for static calibration, streamed through the fp32 model's state loop.
+
+    utterances: composed digit strings (FSDD training speakers, silences via stateport.train.data).
+    utterances_per_stream: how many utterances one stream carries its state across before a
+        reset (clients reset at end of speech; a long stream shows the state's long-run range).
+    speakers: FSDD speakers to draw from; empty = the model's training speakers (its checkpoint
+        recipe names them), never its test speaker.
+    augment: apply the training augmentation (gain, noise, speed) so the ranges cover the levels
+        the model was trained for (FSDD speakers differ about 10x in level).
+    max_steps: cap on calibration feeds (model steps) in total.
+    """
+
+    utterances: int = 32
+    utterances_per_stream: int = 4
+    speakers: tuple = ()
+    augment: bool = True
+    seed: int = 1234
+    max_steps: int = 4000
+
+    def __post_init__(self):
+        if self.utterances < 1 or self.utterances_per_stream < 1 or self.max_steps < 1:
+            raise InvalidInputError("calibration needs utterances >= 1, utterances_per_stream >= 1, max_steps >= 1")
+
+
+@dataclass(frozen=True)
+class DynamicInt8Config:
+    """``quantize_dynamic``: weights int8 (per-channel optional), activation scales per call."""
+
+    name: str = "dynamic-int8"
+    per_channel: bool = False
+    reduce_range: bool = False
+    op_types: tuple = ("LSTM", "GRU", "MatMul", "Gemm")
+    # Measured on lstm-ctc (tiny, random and trained): streamed vs offline logits differ ~1e-2
+    # because each chunk gets its own activation scale; this bound is the recipe's contract.
+    stream_tolerance: float = 0.5
+    ort_optimization: str = "all"
+
+
+@dataclass(frozen=True)
+class StaticInt8Config:
+    """QDQ static quantization with state-loop calibration.
+
+    per_channel: per-output-channel weight scales (better accuracy, same size).
+    activation_symmetric: signed int8 symmetric activations (some NPUs want it) vs asymmetric.
+    quantize_lstm: QDQ the LSTM's weights (int8, per gate row) and its input X; ONNX Runtime's
+        QDQ quantizer has no LSTM handler, so without this the LSTM (most of the weights) stays
+        fp32. The LSTM's state inputs are never quantized: the op keeps its per-frame h/c in
+        float inside, so quantizing h/c only at chunk boundaries would make streaming differ
+        from offline.
+    """
+
+    name: str = "static-int8"
+    per_channel: bool = True
+    activation_symmetric: bool = False
+    method: str = "minmax"
+    op_types: tuple = ("MatMul", "Gemm", "Conv")
+    quantize_lstm: bool = True
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    stream_tolerance: float = INT8_STREAM_TOLERANCE
+    ort_optimization: str = "all"
+
+    def __post_init__(self):
+        if self.method not in CALIBRATION_METHODS:
+            raise InvalidInputError(f"calibration method {self.method!r}: expected one of {CALIBRATION_METHODS}")
+
+
+@dataclass(frozen=True)
+class Fp16Config:
+    """float16 weights and compute with float32 inputs/outputs (Cast at the graph boundary).
+
+    keep_io_float32: clients feed float32 features and state and the card keeps declaring them
+        float32; the graph casts at its edges. Measured: the Casts cost nothing noticeable and a
+        float16 state round-trips float32 exactly, so streaming == offline still holds.
+    op_block_list: ops kept in float32 (ONNX Runtime's CPU provider has no float16 kernel for
+        them; the converter inserts Casts around them).
+    """
+
+    name: str = "fp16"
+    keep_io_float32: bool = True
+    op_block_list: tuple = ()
+    # float16 rounding depends on how a kernel blocks its sums, which depends on the chunk length:
+    # measured 2.6e-4 (random tiny lstm-ctc) and 5.5e-3 (trained tiny, 1-frame chunks, relative to
+    # max(1, |ref|)) between the fp16 graph streamed and offline: a few float16 ulps (9.8e-4).
+    stream_tolerance: float = 1e-2
+    # Measured (onnxruntime 1.32, CPU): opening an fp16 LSTM graph at "all" segfaults in the NCHWc
+    # transformer; "extended" loads and runs. The card records the level it was proved at.
+    ort_optimization: str = "extended"
+
+
+@dataclass(frozen=True)
+class QatInt8Config:
+    """Quantization-aware fine-tuning, then a QDQ int8 export with the same state ports.
+
+    Fake quantization (torchao's FakeQuantize modules) on every Linear/LSTM/Conv1d: weights int8
+    symmetric per output channel, the op input per-tensor affine int8 (moving-average min/max).
+    Training reuses stateport.train (same data, emission-restricted CTC).
+    """
+
+    name: str = "qat-int8"
+    steps: int = 300
+    batch_size: int = 12
+    learning_rate: float = 2e-4
+    warmup_steps: int = 20
+    observer_steps: int = 150  # after this many steps the ranges freeze and only weights train
+    grad_clip: float = 5.0
+    seed: int = 0
+    use_synthetic: bool = False
+    num_digits_range: tuple = (1, 6)
+    emission_delay_ms: float = 300.0
+    augment: dict = field(default_factory=dict)
+    dev_utterances: int = 40
+    threads: int = 1
+    # QDQ graph vs torch fake-quant model: both quantize with the same constants, but a 1e-7 float
+    # difference upstream of a quantizer (torch's LSTM kernel vs ONNX Runtime's) can push a value across
+    # a rounding boundary: one quantum of the head input then moves a logit by scale * |w| (measured
+    # 1.3e-3, at one frame in 500, argmax unchanged). States matched to 2e-6.
+    reference_tolerance: float = 1e-2
+    stream_tolerance: float = INT8_STREAM_TOLERANCE
+    ort_optimization: str = "all"
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise InvalidInputError("qat needs steps >= 1 and batch_size >= 1")
+
+
+RecipeConfig = DynamicInt8Config | StaticInt8Config | Fp16Config | QatInt8Config
+
+PRESETS: dict[str, RecipeConfig] = {
+    "dynamic-int8": DynamicInt8Config(),
+    "static-int8": StaticInt8Config(),
+    "static-int8-per-tensor": StaticInt8Config(name="static-int8-per-tensor", per_channel=False),
+    "fp16": Fp16Config(),
+    "qat-int8": QatInt8Config(),
+    # A few dozen steps: for tests and smoke runs, not for accuracy.
+    "qat-int8-smoke": QatInt8Config(name="qat-int8-smoke", steps=30, batch_size=4, observer_steps=15,
+                                    num_digits_range=(1, 3), dev_utterances=8),
+}
+
+PRECISION = {DynamicInt8Config: "int8", StaticInt8Config: "int8", Fp16Config: "fp16", QatInt8Config: "int8"}
+
+
+def get_recipe(name: str, **overrides) -> RecipeConfig:
+    """The preset ``name`` with ``overrides`` replaced (typed: unknown fields are errors)."""
+    if name not in PRESETS:
+        raise InvalidInputError(f"unknown recipe {name!r}: expected one of {', '.join(PRESETS)}")
+    cfg = PRESETS[name]
+    if overrides:
+        known = {f.name for f in dataclasses.fields(cfg)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InvalidInputError(f"recipe {name!r} has no option(s) {unknown}; expected a subset of {sorted(known)}")
+        cfg = dataclasses.replace(cfg, **overrides)
+    if cfg.ort_optimization not in ORT_LEVELS:
+        raise InvalidInputError(f"ort_optimization {cfg.ort_optimization!r}: expected one of {ORT_LEVELS}")
+    return cfg
+
+
+def precision_of(cfg: RecipeConfig) -> str:
+    return PRECISION[type(cfg)]
+
+
+def recipe_dict(cfg: RecipeConfig) -> dict:
+    """The config as JSON-ready data for the card (tuples become lists)."""
+    return dataclasses.asdict(cfg)

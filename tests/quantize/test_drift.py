@@ -1,0 +1,44 @@
+"""A short drift soak (60 s): divergence per state over time, WER per window, reset bounds the divergence."""
+
+import os
+
+import numpy as np
+
+
+def test_short_soak(quantized, tiny_lstm_ctc, tmp_path):
+    from stateport.quantize.drift import DriftConfig, drift_soak
+
+    models = {"fp32": tiny_lstm_ctc[0], "static-int8": quantized["static-int8"].path}
+    cfg = DriftConfig(minutes=1.0, divergence_window_s=10.0, wer_window_s=30.0, gap_s_range=(0.5, 2.0))
+    doc = drift_soak(models, str(tmp_path), cfg=cfg, speakers=("george",), log=lambda *_: None)
+    assert doc["audio_seconds"] >= 60 and doc["utterances"] >= 10
+    # The energy VAD finds (nearly) every utterance's end: a reset per utterance.
+    assert doc["resets"] >= 0.8 * doc["utterances"]
+    # No state carries more than one utterance plus its silences: the reset interval is bounded.
+    assert doc["max_reset_interval_s"] < 15.0
+    for port, v in doc["reset_bounds_divergence"]["static-int8"].items():
+        assert v["peak_reset"] <= v["peak_no_reset"] * (1 + 1e-6) + 1e-6, (port, v)
+    for mode in ("reset", "no-reset"):
+        per = doc["modes"][mode]["static-int8"]["divergence"]["encoder_h_out"]["per_window_max"]
+        assert len(per) == int(np.ceil(doc["audio_seconds"] / 10.0)) and max(per) > 0
+        assert len(doc["modes"][mode]["fp32"]["wer_per_window"]) == int(np.ceil(doc["audio_seconds"] / 30.0))
+    assert os.path.getsize(tmp_path / "drift.json") > 0
+    assert doc["plot"] is None or os.path.getsize(doc["plot"]) > 10_000
+
+
+def test_reset_bounds_the_state_age(quantized, tiny_lstm_ctc, tmp_path):
+    """With reset, no state ever holds more than one reset interval of audio, and the divergence is only
+    measured over ages up to that interval; without reset the state age reaches the whole session."""
+    from stateport.quantize.drift import DriftConfig, drift_soak
+
+    models = {"fp32": tiny_lstm_ctc[0], "dynamic-int8": quantized["dynamic-int8"].path}
+    cfg = DriftConfig(minutes=1.0, wer_window_s=30.0, gap_s_range=(0.5, 2.0), seed=3)
+    doc = drift_soak(models, str(tmp_path), cfg=cfg, speakers=("jackson",), log=lambda *_: None)
+    age = doc["max_state_age_s"]
+    assert age["reset"] <= doc["max_reset_interval_s"] + doc["step_seconds"] + 1e-9
+    assert age["no-reset"] >= 0.95 * doc["audio_seconds"]
+    for port, stats in doc["modes"]["reset"]["dynamic-int8"]["divergence"].items():
+        oldest = max(row["age_s"][0] for row in stats["by_state_age_s"])
+        assert oldest < doc["max_reset_interval_s"], (port, stats["by_state_age_s"])
+        no_reset = doc["modes"]["no-reset"]["dynamic-int8"]["divergence"][port]["by_state_age_s"]
+        assert max(row["age_s"][0] for row in no_reset) >= 30.0
