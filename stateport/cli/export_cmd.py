@@ -22,6 +22,14 @@ def add_parser(sub):
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="torch exporter (dynamo freezes LSTM time axes on torch 2.13: for diagnosis)")
     p.add_argument("--seed", type=int, default=0, help="init seed of a built-in architecture without checkpoint")
+    p.add_argument("--backend", default="onnx", choices=["onnx", "tflite", "coreml", "executorch", "openvino"],
+                   help="output format: .onnx, .tflite, .mlpackage, .pte, or OpenVINO .xml (each needs its extra, "
+                        "e.g. pip install 'stateport[tflite]')")
+    p.add_argument("--quantize", choices=["dynamic-int8"],
+                   help="tflite only: int8 weights, float activations (proven against the float model at 0.25 "
+                        "unless --tolerance says otherwise); for ONNX use `stateport quantize`")
+    p.add_argument("--coreml-state", action="store_true",
+                   help="coreml: keep the state in Core ML states (ct.StateType, fp16, iOS 18+) instead of I/O ports")
     return p
 
 
@@ -30,7 +38,9 @@ def run(args):
 
     result = export_model(args.out, arch=args.arch, size=args.size, module=args.module, checkpoint=args.checkpoint,
                           chunk_frames=args.chunk_frames, static=args.static, verify=not args.no_verify,
-                          seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter, seed=args.seed)
+                          seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter, seed=args.seed,
+                          backend=args.backend, quantize=args.quantize,
+                          backend_options={"state": "coreml"} if args.coreml_state else None)
     if not args.json:
         # A multi-graph architecture (a transducer) writes one file per graph into a directory.
         for one in getattr(result, "graphs", {"": result}).values():
@@ -40,4 +50,7 @@ def run(args):
                 print(one.report.to_text())
             else:
                 print("parity proof skipped (--no-verify): the card carries no certificate")
+        if not result.report:  # otherwise the report's notes already say what the backend changed
+            for note in getattr(result, "notes", []):
+                print(f"note: {note}")
     return 0, result.to_dict()

@@ -66,8 +66,10 @@ def render(card: ModelCard, path: str) -> str:
 
 
 def run(args):
-    from ..runtime.model_file import read_card
-
+    if args.file.rstrip("/").endswith(".onnx"):
+        from ..runtime.model_file import read_card
+    else:  # another backend's file (.tflite, .pte, .xml, .mlpackage): the card in its own slot
+        from ..export.backends import read_backend_card as read_card
     card = read_card(args.file)
     if not args.json:
         print(render(card, args.file))

@@ -14,9 +14,11 @@ import sys
 from ..errors import StateportError
 from . import demo_cmd, export_cmd, inspect_cmd, list_cmd, stream_cmd, train_cmd, verify_cmd
 from . import drift_cmd, quantize_cmd
+from . import check_cmd, matrix_cmd
 
 VERBS = [demo_cmd, export_cmd, inspect_cmd, verify_cmd, list_cmd, train_cmd, stream_cmd]
 VERBS += [quantize_cmd, drift_cmd]
+VERBS += [check_cmd, matrix_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

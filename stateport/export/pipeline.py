@@ -47,14 +47,27 @@ def certify(model, path: str, card: ModelCard, *, seconds: float = DEFAULT_SECON
 def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str | None = None,
                  module: str | None = None, checkpoint: str | None = None, chunk_frames: int | None = None,
                  static: bool = False, verify: bool = True, seconds: float = DEFAULT_SECONDS,
-                 tolerance: float = DEFAULT_TOLERANCE, exporter: str = "torchscript", seed: int = 0):
+                 tolerance: float = DEFAULT_TOLERANCE, exporter: str = "torchscript", seed: int = 0,
+                 backend: str = "onnx", quantize: str | None = None, backend_options: dict | None = None):
     """``stateport export``: the same argument names as the CLI.
 
     Returns an :class:`ExportResult`; for a multi-graph architecture (``rnnt``) ``out`` is a
     directory and the result a :class:`~stateport.export.transducer.MultiGraphExportResult`.
+
+    ``backend`` picks the format (``onnx``, ``tflite``, ``coreml``, ``executorch``, ``openvino``;
+    see :mod:`stateport.export.backends`); ``quantize`` (``"dynamic-int8"``, tflite) and
+    ``backend_options`` (e.g. ``{"state": "coreml"}``) go to that backend. A quantised export is
+    proven against the float model at 0.25 unless another tolerance than the default is given.
     """
     model, provenance = build_model(arch=arch, size=size, module=module, checkpoint=checkpoint, seed=seed)
     out = os.fspath(out)
+    if backend != "onnx" or quantize or backend_options:
+        from .backends.job import export_with_backend
+
+        return export_with_backend(model, out, backend=backend, provenance=provenance, chunk_frames=chunk_frames,
+                                   static=static, verify=verify, seconds=seconds, quantize=quantize,
+                                   options=backend_options,
+                                   tolerance=None if quantize and tolerance == DEFAULT_TOLERANCE else tolerance)
     if isinstance(model, MultiGraphModule):
         from .transducer import export_graphs
 

@@ -1,0 +1,70 @@
+"""Core ML: converted on Linux and read back; the spec is checked against the card (no runtime here)."""
+
+import pytest
+
+from backend_helpers import causal_conv, lstm_ctc_tiny, requires
+from stateport.export.backends.job import export_with_backend
+
+pytestmark = requires("coreml")
+
+
+@pytest.fixture(scope="module")
+def lstm_package(tmp_path_factory):
+    model, prov = lstm_ctc_tiny()
+    path = tmp_path_factory.mktemp("coreml") / "lstm.mlpackage"
+    return str(path), export_with_backend(model, path, backend="coreml", provenance=prov)
+
+
+def test_state_as_io_ports_matches_the_card(lstm_package):
+    from stateport.export.backends import coreml
+
+    path, result = lstm_package
+    assert result.report.passed, result.report.to_text()
+    assert result.report.backend == "coreml (spec only)"
+    assert any("cannot predict on Linux" in n for n in result.report.notes)
+    info = coreml.describe(path)
+    assert [i["name"] for i in info["inputs"]] == result.card.input_names
+    assert [o["name"] for o in info["outputs"]] == result.card.output_names
+    features = info["inputs"][0]
+    assert features["dtype"] == "FLOAT32" and features["shape"][2] == 80
+    assert isinstance(features["shape"][0], list) and isinstance(features["shape"][1], list)  # batch, T flexible
+    assert "lstm" in info["ops"]
+    assert coreml.read_card(path).certificate["backend"] == "coreml (spec only)"
+
+
+def test_spec_check_catches_a_card_that_does_not_fit(lstm_package):
+    from stateport.export.backends import coreml
+
+    path, result = lstm_package
+    card = coreml.read_card(path)
+    card.states[0].shape = [1, "batch", 64]  # the model's hidden size is 32
+    report = coreml.check_file(path, card)
+    assert not report.passed
+    bad = [d for c in report.checks for d in c.diffs if d.problem]
+    assert any(d.port == "encoder_h_in" and "card says 64" in d.problem for d in bad)
+
+
+def test_core_ml_states_option(tmp_path):
+    """State as ct.StateType (iOS 18): fp16 states named after the state, no state I/O ports."""
+    from stateport.export.backends import coreml
+
+    model, prov = causal_conv()
+    path = tmp_path / "conv_state.mlpackage"
+    result = export_with_backend(model, path, backend="coreml", provenance=prov, options={"state": "coreml"})
+    assert result.report.passed, result.report.to_text()
+    info = coreml.describe(path)
+    assert [i["name"] for i in info["inputs"]] == ["features"]
+    assert [o["name"] for o in info["outputs"]] == ["logits"]
+    assert [(s["name"], s["dtype"]) for s in info["states"]] == [("conv1_buf", "FLOAT16"), ("conv2_buf", "FLOAT16")]
+    assert {"read_state", "write_state"} <= set(info["ops"])
+    assert result.card.provenance.backend == "coreml-state"
+    assert all(s.dtype == "float16" for s in result.card.states)
+
+
+def test_running_core_ml_here_is_a_clear_unsupported_error(lstm_package):
+    from stateport.errors import UnsupportedError
+    from stateport.export.backends import coreml
+
+    path, result = lstm_package
+    with pytest.raises(UnsupportedError, match="macOS"):
+        coreml.make_runner(path, result.card)

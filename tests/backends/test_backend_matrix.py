@@ -1,0 +1,71 @@
+"""``stateport matrix``: architecture x backend cells; one failing cell never stops the others."""
+
+import json
+
+from stateport.cli.main import main
+from stateport.export.backends import get_backend
+from stateport.export.backends.matrix import Cell, markdown_matrix, parity_matrix, run_cell
+
+
+def test_onnx_cell_passes_and_a_missing_extra_is_a_skipped_cell(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "litert_torch" else real(name, *a, **k))
+    cells = parity_matrix(archs=["lstm-ctc"], backends=["onnx", "tflite"], seconds=2.0, isolate=False)
+    by = {c.backend: c for c in cells}
+    assert by["onnx"].status == "pass" and by["onnx"].stream_vs_offline_max_abs_diff <= 1e-4
+    assert by["tflite"].status == "skipped" and "stateport[tflite]" in by["tflite"].reason
+
+
+def test_a_converter_crash_becomes_its_cell(monkeypatch, tmp_path):
+    """A backend that raises an internal error: that cell says so (first line), the next cell still runs."""
+    import stateport.export.backends.onnx_file as onnx_file
+
+    def broken(*a, **k):
+        raise RuntimeError("Unsupported op aten::frobnicate\nlong traceback text")
+
+    monkeypatch.setattr(onnx_file, "convert", broken)
+    cell = run_cell("lstm-ctc", "onnx", size="tiny", seconds=2.0, out_dir=str(tmp_path))
+    assert cell.status == "error"
+    assert cell.reason == "internal: RuntimeError: Unsupported op aten::frobnicate"
+    monkeypatch.undo()
+    assert run_cell("lstm-ctc", "onnx", size="tiny", seconds=2.0, out_dir=str(tmp_path)).status == "pass"
+
+
+def test_multi_graph_architecture_is_proven_on_its_encoder(tmp_path):
+    cell = run_cell("rnnt", "onnx", size="tiny", seconds=2.0, out_dir=str(tmp_path))
+    assert cell.status == "pass", cell
+    assert any("encoder graph only" in n for n in cell.notes)
+
+
+def test_markdown_layout():
+    cells = [Cell("lstm-ctc", "onnx", "pass", 1.2e-7), Cell("lstm-ctc", "coreml", "spec-only", reason="not run"),
+             Cell("quartznet", "onnx", "error", reason="UnsupportedError: op X | y")]
+    text = markdown_matrix(cells)
+    lines = text.splitlines()
+    assert lines[0] == "| architecture | onnx | coreml |"
+    assert "| lstm-ctc | pass 1.2e-07 | spec-only: not run |" in lines
+    assert "op X \\| y" in text  # a | inside a reason does not break the table
+
+
+def test_cli_json(capsys):
+    code = main(["matrix", "--arch", "lstm-ctc", "--backend", "onnx", "--seconds", "2", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and [c["status"] for c in doc["cells"]] == ["pass"]
+    assert get_backend("onnx").available()
+
+
+def test_isolated_cell_matches_and_a_native_crash_stays_in_its_cell(monkeypatch):
+    """Each cell in its own process: same result as in-process; a segfaulting child is an error cell."""
+    import sys
+
+    from stateport.export.backends import matrix
+
+    cell = matrix.run_cell_isolated("lstm-ctc", "onnx", size="tiny", seconds=2.0)
+    assert cell.status == "pass" and cell.stream_vs_offline_max_abs_diff <= 1e-4
+    monkeypatch.setattr(matrix, "_cell_command",
+                        lambda *a: [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    crashed = matrix.run_cell_isolated("lstm-ctc", "onnx", size="tiny", seconds=2.0)
+    assert crashed.status == "error" and crashed.reason == "crashed (SIGSEGV) inside the onnx converter or runtime"
