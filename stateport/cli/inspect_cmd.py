@@ -47,7 +47,8 @@ def render(card: ModelCard, path: str) -> str:
     lines += ["", "provenance",
               f"  stateport {p.stateport_version}, torch {p.torch_version}, exporter {p.exporter}, opset {p.opset}",
               f"  architecture {p.architecture}" + (f" ({p.size})" if p.size else "") + f", {p.parameters} parameters, "
-              f"precision {p.precision}" + (f", quantization {p.quantization}" if p.quantization else ""),
+              f"precision {p.precision}" + (f", quantization recipe {p.quantization.get('recipe')!r} (details: --json)"
+                                            if p.quantization else ""),
               f"  weights: " + (f"checkpoint sha256 {p.checkpoint_sha256}" if p.checkpoint_sha256 else
                                 f"module {p.module}" if p.module else f"init seed {p.init_seed}")]
     c = card.certificate

@@ -12,7 +12,11 @@ def add_parser(sub):
     p.add_argument("--arch", default=d.arch)
     p.add_argument("--size", default=d.size)
     p.add_argument("--test-speaker", default=d.test_speaker, help="FSDD speaker never heard in training")
-    p.add_argument("--dev-speaker", default=d.dev_speaker, help="FSDD speaker for checkpoint choice ('next')")
+    p.add_argument("--dev-speaker", default=d.dev_speaker,
+                   help="FSDD speaker for checkpoint choice ('next'), or 'none' to train on every other speaker "
+                        "and choose on held-out espeak-ng voices")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout between recurrent layers")
+    p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -26,7 +30,11 @@ def add_parser(sub):
 def run(args):
     from ..train.trainer import TrainConfig, train
 
-    cfg = TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=args.dev_speaker,
+    dev = None if str(args.dev_speaker).lower() == "none" else args.dev_speaker
+    augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
+    overrides = {"dropout": args.dropout} if args.dropout else {}
+    cfg = TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=dev,
+                      augment=augment, arch_overrides=overrides,
                       steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic)
     result = train(cfg, args.out, progress=not (args.no_progress or args.json))

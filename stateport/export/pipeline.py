@@ -87,9 +87,30 @@ def verify_file(path: str | os.PathLike, *, module: str | None = None, checkpoin
 
     path = os.fspath(path)
     card = read_card(path)
+    if card.provenance.quantization:
+        return _verify_quantized(path, card, seconds=seconds, optimization=optimization)
     model = rebuild_reference(card, module=module, checkpoint=checkpoint)
     if card.provenance.graph is not None:
         # One graph of a multi-graph model (e.g. a transducer's joiner): prove that graph.
         model = model.graphs()[card.provenance.graph]
     return certify(model, path, card, seconds=seconds, tolerance=tolerance, optimization=optimization,
                    write=write_certificate)
+
+
+def _verify_quantized(path: str, card: ModelCard, *, seconds: float, optimization: str) -> ParityReport:
+    """A quantized artifact has no float torch twin: prove it streams like itself offline, at its
+    recipe's tolerance and at the graph-optimisation level its certificate was proved at."""
+    from ..quantize.proof import prove_self
+    from ..runtime.session import certified_optimization
+
+    q = card.provenance.quantization
+    config = q.get("config") if isinstance(q.get("config"), dict) else {}
+    tolerance = float(config.get("stream_tolerance", DEFAULT_TOLERANCE))
+    level = optimization if optimization != "all" else certified_optimization(card)
+    report = prove_self(path, card, label=str(q.get("recipe", "quantized")), level=level, seconds=seconds,
+                        tolerance=tolerance)
+    if not report.passed:
+        raise ParityError(f"parity failed for {os.path.basename(path)}: "
+                          + ", ".join(c.name for c in report.failures), report)
+    return report
+

@@ -65,11 +65,9 @@ class TimedSession(OnnxStepSession):
 def certified_level(path: str) -> str:
     """The ORT level the card's certificate was proved at (``all`` when the card has none)."""
     from ..runtime.model_file import read_card
+    from ..runtime.session import certified_optimization
 
-    card = read_card(path)
-    cert = card.certificate or {}
-    return cert.get("ort_graph_optimization") or (card.provenance.quantization or {}).get(
-        "ort_graph_optimization") or "all"
+    return certified_optimization(read_card(path))
 
 
 def transcribe(session: OnnxStepSession, waveform: np.ndarray, sample_rate_hz: int, *, streamer=None):

@@ -50,6 +50,13 @@ def make_ort_session(model: str | os.PathLike | bytes, *, threads: int = 1, opti
         raise ModelFileError(f"ONNX Runtime cannot load the model: {str(e).splitlines()[0]}") from None
 
 
+def certified_optimization(card: ModelCard) -> str:
+    """The ONNX Runtime graph-optimisation level the card's certificate was proved at, else ``all``."""
+    level = (card.certificate or {}).get("ort_graph_optimization") or \
+        (card.provenance.quantization or {}).get("ort_graph_optimization")
+    return level if level in OPTIMIZATION_LEVELS else "all"
+
+
 class OnnxStepSession:
     """A stateport model in ONNX Runtime, driven by its card.
 
@@ -57,11 +64,19 @@ class OnnxStepSession:
     ``step(x)`` is the stateful convenience for one stream (or a batch of streams).
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str = "all",
+    def __init__(self, model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str | None = None,
                  card: ModelCard | None = None):
-        self.session = make_ort_session(model, threads=threads, optimization=optimization)
+        """``optimization`` None: the ONNX Runtime level the card's parity certificate was proved at
+        (``all`` without a certificate) — a level the proof never ran may change results (measured
+        here: an fp16 graph crashed ONNX Runtime at ``all``)."""
+        first = optimization or "disable"
+        self.session = make_ort_session(model, threads=threads, optimization=first)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = card or card_from_metadata(meta, "this ONNX model")
+        if optimization is None:
+            optimization = certified_optimization(self.card)
+            if optimization != first:
+                self.session = make_ort_session(model, threads=threads, optimization=optimization)
         self.optimization = optimization
         self._input = self.card.inputs[0]  # the only input of most models
         self.state: dict[str, np.ndarray] | None = None

@@ -60,6 +60,12 @@ class TrainConfig:
     threads: int = 1  # measured: 2 intra-op threads made LSTM training 30x slower on a busy 2-core box
     data_workers: int = 1
     augment: dict = field(default_factory=dict)
+    arch_overrides: dict = field(default_factory=dict)  # e.g. {"dropout": 0.2}
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_mask_bins: int = 10
+    time_masks: int = 2
+    time_mask_frames: int = 8
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -194,7 +200,7 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     split = leave_one_speaker_out(cfg.test_speaker, dev_speaker=cfg.dev_speaker)
     sources, dev_sources = _sources(cfg, split)
     entry = get_architecture(cfg.arch)
-    arch_config = entry.config_for(cfg.size)
+    arch_config = entry.config_for(cfg.size, cfg.arch_overrides)
     model = entry.build(config=arch_config, seed=cfg.seed).train()
     featurize = _Featurizer(model.streaming.frontend)
     _set_feature_norm(model, featurize, rng, sources, cfg)
@@ -266,9 +272,34 @@ class _Batches(torch.utils.data.IterableDataset):
         while True:
             b = make_batch(rng, cfg.batch_size, sources, num_digits_range=cfg.num_digits_range, augment=augment)
             feats, frames = featurize(b.waveforms, b.waveform_lengths)
+            if cfg.spec_augment:
+                spec_augment(feats, frames, rng, cfg)
             mask = b.emission_mask(shift, feats.shape[1], delay_samples=delay_samples, frame_lengths=frames.numpy())
             yield (feats, frames, torch.from_numpy(b.targets), torch.from_numpy(b.target_lengths),
                    torch.from_numpy(mask))
+
+
+def spec_augment(feats: torch.Tensor, frames: torch.Tensor, rng: np.random.Generator, cfg: TrainConfig) -> None:
+    """SpecAugment in place: frequency bands and short time spans set to the utterance mean.
+
+    Why: trained on three or four real speakers, the model learnt them (2.5 % WER on a
+    training speaker) but not speech (45-67 % on unseen ones, mostly substitutions); masking
+    is the cheapest known regulariser against that. Time masks stay short so a masked span
+    never hides a whole digit.
+    """
+    B, T, F_ = feats.shape
+    for i in range(B):
+        n = int(frames[i])
+        fill = feats[i, :n].mean()
+        for _ in range(cfg.freq_masks):
+            w = int(rng.integers(0, cfg.freq_mask_bins + 1))
+            f0 = int(rng.integers(0, F_ - w + 1))
+            feats[i, :n, f0:f0 + w] = fill
+        for _ in range(cfg.time_masks):
+            w = int(rng.integers(0, cfg.time_mask_frames + 1))
+            if n > w:
+                t0 = int(rng.integers(0, n - w + 1))
+                feats[i, t0:t0 + w] = fill
 
 
 def _batch_stream(cfg, sources, featurize, augment, shift, delay_samples):

@@ -23,12 +23,12 @@ class LstmCtc(StreamingModule):
     output_names = ("logits",)
 
     def __init__(self, *, hidden_size: int, num_layers: int, input_dim: int = 80,
-                 vocabulary: list | None = None, frames_per_step: int = 16):
+                 vocabulary: list | None = None, frames_per_step: int = 16, dropout: float = 0.0):
         super().__init__()
         self.vocabulary = list(vocabulary or DIGIT_VOCABULARY)
         self.input_dim = input_dim
         self.norm = FeatureNorm(input_dim)
-        self.encoder = StreamingLSTM(input_dim, hidden_size, num_layers)
+        self.encoder = StreamingLSTM(input_dim, hidden_size, num_layers, dropout=dropout)  # between layers, training only
         self.head = nn.Linear(hidden_size, len(self.vocabulary))
         s = self.streaming
         s.frames_per_step = frames_per_step
