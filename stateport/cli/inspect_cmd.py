@@ -49,7 +49,7 @@ def render(card: ModelCard, path: str) -> str:
               f"  architecture {p.architecture}" + (f" ({p.size})" if p.size else "") + f", {p.parameters} parameters, "
               f"precision {p.precision}" + (f", quantization recipe {p.quantization.get('recipe')!r} (details: --json)"
                                             if p.quantization else ""),
-              f"  weights: " + (f"checkpoint sha256 {p.checkpoint_sha256}" if p.checkpoint_sha256 else
+              "  weights: " + (f"checkpoint sha256 {p.checkpoint_sha256}" if p.checkpoint_sha256 else
                                 f"module {p.module}" if p.module else f"init seed {p.init_seed}")]
     c = card.certificate
     lines += ["", "parity certificate"]

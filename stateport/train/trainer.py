@@ -29,7 +29,7 @@ from ..nn.frontend import TorchFrontend
 from ..runtime.frontend import FrontendConfig
 from ..vocabulary import BLANK_ID
 from .augment import NO_AUGMENTATION, AugmentConfig
-from .data import ClipSource, ComposeConfig, make_batch
+from .data import ClipSource, make_batch
 from .fsdd import FSDD_ATTRIBUTION, leave_one_speaker_out, load_fsdd
 from .metrics import token_error_counts
 

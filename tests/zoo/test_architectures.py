@@ -28,18 +28,6 @@ PARITY_SECONDS = 60.0
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Step the torch reference on one thread: its per-chunk ops are tiny, and on a busy 2-core
-    machine intra-op threads spend most of each step waiting at barriers."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_exports(tmp_path_factory):
     """``arch -> (path, ExportResult)``: each tiny model exported (and proven) once per module."""

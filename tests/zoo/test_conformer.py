@@ -30,15 +30,6 @@ TINY = get_architecture("conformer").config_for("tiny")
 CHUNK_INPUT_FRAMES = TINY["chunk_encoder_frames"] * TINY["subsampling"]  # 4 encoder frames x 4 = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny per-chunk ops: intra-op threads only wait at barriers on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_conformer(tmp_path_factory):
     path = tmp_path_factory.mktemp("conformer") / "conformer-tiny.onnx"

@@ -17,7 +17,6 @@ from stateport.cli.main import main
 from stateport.errors import InvalidInputError, ParityError
 from stateport.export import certify, export_model
 from stateport.export.onnx_export import export_onnx
-from stateport.runtime.session import OnnxStepSession
 from stateport.runtime.transducer import StreamingTransducer, TransducerGraphs, transcribe
 from stateport.verify.signals import synthetic_features
 from stateport.zoo import get_architecture
@@ -28,15 +27,6 @@ COVERED_ARCHITECTURES = ("rnnt",)  # see tests/zoo/test_architectures.py
 PARITY_SECONDS = 60.0
 TOLERANCE = 1e-4
 KINDS = {"encoder": "transducer_encoder", "predictor": "transducer_predictor", "joiner": "transducer_joiner"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny per-step ops: intra-op threads only wait at barriers on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
