@@ -91,6 +91,18 @@ class ParityReport:
         vals = [c.max_abs_diff for c in self.checks if c.max_abs_diff is not None]
         return max(vals) if vals else None
 
+    def max_abs_diff_of(self, ports) -> float | None:
+        """Max |diff| over the given ports only (e.g. the outputs, leaving out large cell states)."""
+        vals = [d.max_abs_diff for c in self.checks for d in c.diffs
+                if d.port in set(ports) and d.max_abs_diff is not None]
+        return max(vals) if vals else None
+
+    @property
+    def max_scaled_diff(self) -> float | None:
+        """Max of |diff| / max(1, |reference|): the figure the pass rule compares with the tolerance."""
+        vals = [d.max_scaled_diff for c in self.checks for d in c.diffs if d.max_scaled_diff is not None]
+        return max(vals) if vals else None
+
     def to_dict(self) -> dict:
         return {"backend": self.backend, "passed": self.passed, "tolerance": self.tolerance,
                 "seconds": self.seconds, "frames": self.frames, "max_abs_diff": self.max_abs_diff,
@@ -101,7 +113,7 @@ class ParityReport:
         """The compact form written into the card."""
         return {"passed": self.passed, "backend": self.backend, "tolerance": self.tolerance,
                 "seconds": self.seconds, "frames": self.frames, "max_abs_diff": self.max_abs_diff,
-                "ort_graph_optimization": self.optimization,
+                "max_scaled_diff": self.max_scaled_diff, "ort_graph_optimization": self.optimization,
                 "compared": [{"check": c.name, "detail": c.detail, "max_abs_diff": c.max_abs_diff,
                               "passed": c.passed} for c in self.checks],
                 "notes": list(self.notes)}

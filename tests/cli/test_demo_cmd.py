@@ -1,0 +1,22 @@
+"""``stateport demo`` on a fresh install: the whole job, one JSON report."""
+
+import json
+
+from stateport.cli.main import main
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads((out / "report.json").read_text())
+    rows = {r["artifact"]: r for r in report["artifacts"]}
+    assert "fp32" in rows and "int8 (dynamic)" in rows
+    fp32, int8 = rows["fp32"], rows["int8 (dynamic)"]
+    assert fp32["parity_max_abs_diff"] < 1e-3
+    assert int8["size_bytes"] < 0.5 * fp32["size_bytes"]
+    for row in rows.values():
+        assert 0 < row["rtf"] < 0.5 and row["latency_ms"]["p95"] > 0
+        assert len(row["transcripts"]) == 6
+    assert fp32["wer"] <= 0.6  # measured 0.50: see the README on the built-in model
+    assert report["model"]["state_ports"] == ["encoder_h_in", "encoder_c_in"]

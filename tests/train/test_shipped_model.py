@@ -1,0 +1,54 @@
+"""The built-in model shipped in the package: its files, its card, and its accuracy on the demo clips.
+
+These catch a broken frontend, a broken export or a broken client loop of the shipped model:
+the demo clips (held-out speaker, FSDD test indices) are streamed through the client runtime.
+"""
+
+import json
+
+import pytest
+
+from stateport.assets import builtin_dir, default_model_path
+from stateport.demo import demo_clips, stream_clip
+from stateport.export.sources import sha256_file
+from stateport.runtime.model_file import read_card
+from stateport.runtime.session import OnnxStepSession
+from stateport.runtime.streamer import Streamer
+from stateport.train.metrics import word_error_rate
+
+# Measured on the shipped model: see metrics.json and the README. A regression guard with margin.
+MAX_DEMO_CLIP_WER = 0.6  # measured 0.50 on the shipped model (issue 5 has the accuracy work still open)
+
+
+def test_shipped_files_and_card():
+    folder = builtin_dir()
+    card = read_card(default_model_path())
+    assert card.certificate["passed"] and card.certificate["seconds"] >= 60
+    assert card.provenance.checkpoint_sha256 == sha256_file(folder / "checkpoint.pt")
+    assert [s.name for s in card.states] == ["encoder_h_in", "encoder_c_in"]
+    assert (folder / "model.onnx").stat().st_size < 5_000_000
+    metrics = json.loads((folder / "metrics.json").read_text())
+    held_out = metrics["held_out_speaker"]
+    assert held_out not in metrics["train_speakers"] and held_out not in metrics["dev_speakers"]
+    attribution = (folder / "clips" / "ATTRIBUTION.md").read_text()
+    assert "Free Spoken Digit Dataset" in attribution and "CC BY-SA 4.0" in attribution
+
+
+def test_demo_clips_are_recognised_through_the_client_loop():
+    streamer = Streamer(OnnxStepSession(default_model_path()))
+    refs, hyps = [], []
+    for path, ref in demo_clips():
+        text, latencies, _, _ = stream_clip(streamer, path)
+        refs.append(ref.split())
+        hyps.append(text.split())
+        assert latencies
+    wer = word_error_rate(refs, hyps)
+    assert wer <= MAX_DEMO_CLIP_WER, list(zip(refs, hyps))
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_reproduces_the_shipped_onnx():
+    from stateport.export import verify_file
+
+    report = verify_file(default_model_path(), checkpoint=str(builtin_dir() / "checkpoint.pt"), seconds=60)
+    assert report.passed and report.max_abs_diff_of(["logits"]) < 1e-4
