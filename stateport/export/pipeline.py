@@ -121,7 +121,7 @@ def _verify_quantized(path: str, card: ModelCard, *, seconds: float, optimizatio
 
     q = card.provenance.quantization
     config = q.get("config") if isinstance(q.get("config"), dict) else {}
-    tolerance = float(config.get("stream_tolerance", DEFAULT_TOLERANCE))
+    tolerance = float(q.get("stream_tolerance", config.get("stream_tolerance", DEFAULT_TOLERANCE)))
     level = optimization if optimization != "all" else certified_optimization(card)
     report = prove_self(path, card, label=str(q.get("recipe", "quantized")), level=level, seconds=seconds,
                         tolerance=tolerance)

@@ -313,3 +313,38 @@ def _drop_dead_nodes(proto) -> None:
             return
         del proto.graph.node[:]
         proto.graph.node.extend(keep)
+
+
+# Ops that carry a quantized value to an output without changing its grid spacing by more than
+# an additive constant (a bias add keeps the step size) or a layout change.
+_GRID_PRESERVING = {"Add", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"}
+
+
+def output_quantization_step(proto, port: str) -> float | None:
+    """The step (scale) of the last DequantizeLinear feeding output ``port``, if there is one.
+
+    Why it matters: ONNX Runtime's float kernels differ by ~1e-7 between chunk lengths, and a
+    QuantizeLinear downstream turns such a difference into a whole step when a value sits on a
+    rounding boundary. So a static int8 graph streamed can differ from itself run offline by one
+    output step (measured: 0.0918 on the built-in model's logits, whose step is 0.0918), and no
+    fixed tolerance smaller than that step can hold.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    name, seen = port, set()
+    while name in producer and name not in seen:
+        seen.add(name)
+        node = producer[name]
+        if node.op_type == "DequantizeLinear":
+            scale = inits.get(node.input[1])
+            return float(np.max(numpy_helper.to_array(scale))) if scale is not None else None
+        if node.op_type not in _GRID_PRESERVING:
+            return None
+        # Follow the non-constant input (a bias or shape is an initializer).
+        dynamic = [i for i in node.input if i and i not in inits]
+        if len(dynamic) != 1:
+            return None
+        name = dynamic[0]
+    return None

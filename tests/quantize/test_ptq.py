@@ -38,8 +38,16 @@ def test_static_streams_exactly_like_offline(quantized):
 
     The recipe allows a few quanta (rounding flips after float kernels that differ by chunk length,
     seen on the 2x192 model); on the tiny model it is exact (measured 0.0)."""
-    report = quantized["static-int8"].reports["stream_vs_offline"]
-    assert report.passed and report.tolerance == 1e-2
+    result = quantized["static-int8"]
+    report = result.reports["stream_vs_offline"]
+    # The bound is the recipe's 1e-2 or one step of the logits' quantizer, whichever is larger
+    # (measured on the built-in 2x192 model: streaming differed from offline by exactly one step).
+    from stateport.quantize.onnx_graph import output_quantization_step
+
+    step = output_quantization_step(onnx.load(result.path), "logits")
+    assert step is not None and step > 0
+    assert report.passed and report.tolerance == pytest.approx(max(1e-2, 1.001 * step))
+    assert read_card(result.path).provenance.quantization["stream_tolerance"] == pytest.approx(report.tolerance)
     assert report.max_abs_diff <= 1e-5
 
 
