@@ -84,7 +84,37 @@ class StreamingLSTMCell(StreamingLayer):
         return torch.stack(ys, dim=1), h, c
 
 
-class CausalConv1d(StreamingLayer):
+class LeftContextConv(StreamingLayer):
+    """Base of convolutions whose streaming state is their left context along time (dim 2).
+
+    Subclasses set ``self.conv`` (any ``nn.Conv*``), ``self.context_frames`` and, for inputs
+    with dims after time, ``extra_state_dims``. A chunk is processed as [buffer ; chunk], and
+    the buffer becomes the chunk's last ``context_frames`` input frames; at the start of a
+    stream the buffer is zeros, which is exactly the zero padding of the offline ``forward``.
+    """
+
+    state_description = "left-padding buffer: the last input frames"
+    extra_state_dims: tuple = ()
+
+    def state_decls(self):
+        if self.context_frames == 0:
+            return []
+        shape = (BATCH_DIM, self.conv.in_channels, self.context_frames, *self.extra_state_dims)
+        return [StateDecl("buf", shape, description=self.state_description)]
+
+    def step(self, x, *state):
+        if self.context_frames == 0:
+            return (self.conv(x),)
+        (buf,) = state
+        full = torch.cat([buf, x], dim=2)
+        return self.conv(full), full[:, :, -self.context_frames:]
+
+    def forward(self, x):
+        # F.pad lists dims from the last one backwards: leave the dims after time unpadded.
+        return self.conv(F.pad(x, [0, 0] * (x.dim() - 3) + [self.context_frames, 0]))
+
+
+class CausalConv1d(LeftContextConv):
     """Causal 1-D convolution. x [B, C_in, T] -> y [B, C_out, T].
 
     State: ``buf`` [B, C_in, (kernel_size - 1) * dilation], the last input frames the next
@@ -98,19 +128,3 @@ class CausalConv1d(StreamingLayer):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups,
                               bias=bias)
         self.context_frames = (kernel_size - 1) * dilation
-
-    def state_decls(self):
-        if self.context_frames == 0:
-            return []
-        return [StateDecl("buf", (BATCH_DIM, self.conv.in_channels, self.context_frames),
-                          description="left-padding buffer: the last input frames")]
-
-    def step(self, x, *state):
-        if self.context_frames == 0:
-            return (self.conv(x),)
-        (buf,) = state
-        full = torch.cat([buf, x], dim=2)
-        return self.conv(full), full[:, :, -self.context_frames:]
-
-    def forward(self, x):
-        return self.conv(F.pad(x, (self.context_frames, 0)))

@@ -8,16 +8,13 @@ needs no look-ahead, and a chunk whose length is a multiple of ``s`` yields exac
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..spec import BATCH_DIM
-from .protocol import StateDecl, StreamingLayer
+from .layers import LeftContextConv
 
 
-class StridedCausalConv1d(StreamingLayer):
+class StridedCausalConv1d(LeftContextConv):
     """Causal 1-D convolution with stride. x [B, C_in, T] -> y [B, C_out, T / stride].
 
     ``T`` must be a multiple of ``stride`` in ``step`` (the model's ``frame_multiple`` says so).
@@ -25,6 +22,8 @@ class StridedCausalConv1d(StreamingLayer):
     output window reaches back to; zeros at the start of a stream, which is the zero padding of
     the offline forward. No state when ``kernel_size == stride`` (plain frame stacking).
     """
+
+    state_description = "left context of the strided conv: the last input frames"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int):
         super().__init__()
@@ -34,19 +33,3 @@ class StridedCausalConv1d(StreamingLayer):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride)
         self.stride = stride
         self.context_frames = kernel_size - stride
-
-    def state_decls(self):
-        if self.context_frames == 0:
-            return []
-        return [StateDecl("buf", (BATCH_DIM, self.conv.in_channels, self.context_frames),
-                          description="left context of the strided conv: the last input frames")]
-
-    def step(self, x, *state):
-        if self.context_frames == 0:
-            return (self.conv(x),)
-        (buf,) = state
-        full = torch.cat([buf, x], dim=2)
-        return self.conv(full), full[:, :, -self.context_frames:]
-
-    def forward(self, x):
-        return self.conv(F.pad(x, (self.context_frames, 0)))

@@ -24,12 +24,10 @@ of silence + unknown + keywords, over the digit words the built-in training data
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..nn import CausalConv1d, StateDecl, StreamingLayer, StreamingModule
-from ..spec import BATCH_DIM
+from ..nn import CausalConv1d, LeftContextConv, StreamingLayer, StreamingModule
 from ..vocabulary import DIGIT_WORDS
 from .common import FeatureNorm, fbank_frontend
 from .registry import register
@@ -39,7 +37,7 @@ KWS_CLASSES = ["_background_", "_unknown_", *DIGIT_WORDS]
 """Class names, index = class id: background, unknown speech, then the spoken digits."""
 
 
-class CausalConv2d(StreamingLayer):
+class CausalConv2d(LeftContextConv):
     """2-D conv causal in time. x [B, C_in, T, F_in] -> y [B, C_out, T, F_out].
 
     Time: stride 1, dilation ``time_dilation``, left padding only. Frequency: ordinary conv
@@ -61,21 +59,11 @@ class CausalConv2d(StreamingLayer):
         if self.out_freq_bins < 1:
             raise InvalidInputError(f"a frequency kernel of {freq_kernel} does not fit {freq_bins} bins")
 
-    def state_decls(self):
-        if self.context_frames == 0:
-            return []
-        return [StateDecl("buf", (BATCH_DIM, self.conv.in_channels, self.context_frames, self.freq_bins),
-                          description="left-padding buffer: the last input frames, all frequency bins")]
+    state_description = "left-padding buffer: the last input frames, all frequency bins"
 
-    def step(self, x, *state):
-        if self.context_frames == 0:
-            return (self.conv(x),)
-        (buf,) = state
-        full = torch.cat([buf, x], dim=2)
-        return self.conv(full), full[:, :, -self.context_frames:]
-
-    def forward(self, x):
-        return self.conv(F.pad(x, (0, 0, self.context_frames, 0)))
+    @property
+    def extra_state_dims(self) -> tuple:
+        return (self.freq_bins,)
 
 
 class DepthwiseSeparable2d(StreamingLayer):
