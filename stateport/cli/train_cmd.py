@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(sub):
-    from ..train.trainer import TrainConfig
+    from ..train.config import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a streaming CTC digit-string recogniser on FSDD + espeak-ng speech")
@@ -28,7 +28,8 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..train.trainer import TrainConfig, train
+    from ..train.config import TrainConfig
+    from ..train.trainer import train
 
     dev = None if str(args.dev_speaker).lower() == "none" else args.dev_speaker
     augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
