@@ -16,6 +16,7 @@ def add_parser(sub):
                    help="FSDD speaker for checkpoint choice ('next'), or 'none' to train on every other speaker "
                         "and choose on held-out espeak-ng voices")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout between recurrent layers")
+    p.add_argument("--spec-augment", action="store_true", help="SpecAugment frequency and time masks")
     p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -35,7 +36,7 @@ def run(args):
     augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
     overrides = {"dropout": args.dropout} if args.dropout else {}
     cfg = TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=dev,
-                      augment=augment, arch_overrides=overrides,
+                      augment=augment, arch_overrides=overrides, spec_augment=args.spec_augment,
                       steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic)
     result = train(cfg, args.out, progress=not (args.no_progress or args.json))

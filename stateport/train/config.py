@@ -34,7 +34,7 @@ class TrainConfig:
     data_workers: int = 1
     augment: dict = field(default_factory=dict)
     arch_overrides: dict = field(default_factory=dict)  # e.g. {"dropout": 0.2}
-    spec_augment: bool = True
+    spec_augment: bool = False  # the shipped model was trained without it (see the README)
     freq_masks: int = 2
     freq_mask_bins: int = 10
     time_masks: int = 2
