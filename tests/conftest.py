@@ -13,10 +13,8 @@ def tiny_lstm_ctc(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
-    """Measured on the 2-core CI box: 2 intra-op threads made small LSTM steps ~30x slower under load."""
-    import torch
+    """Every test's torch steps are tiny: one intra-op thread (see stateport.verify.runners.one_torch_thread)."""
+    from stateport.verify.runners import one_torch_thread
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with one_torch_thread():
+        yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 
@@ -10,7 +9,7 @@ from ..errors import ParityError
 from ..nn.protocol import MultiGraphModule
 from ..spec import ModelCard
 from ..verify import DEFAULT_SECONDS, DEFAULT_TOLERANCE, ParityReport, prove_parity
-from ..verify.runners import OnnxRunner, TorchRunner
+from ..verify.runners import OnnxRunner, TorchRunner, one_torch_thread
 from .onnx_export import export_onnx, update_card
 from .sources import build_model, rebuild_reference
 
@@ -24,20 +23,6 @@ class ExportResult:
     def to_dict(self) -> dict:
         return {"path": self.path, "card": self.card.to_dict(),
                 "parity": self.report.to_dict() if self.report else None}
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """The proof steps tiny chunks: measured on a busy 2-core machine, two intra-op threads made
-    each torch step ~30x slower (they wait at barriers), so the reference runs on one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def certify(model, path: str, card: ModelCard, *, seconds: float = DEFAULT_SECONDS,

@@ -12,13 +12,13 @@ graphs. An architecture that needs another way of measuring registers it with
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import tempfile
 from typing import Callable
 
 from ..errors import InvalidInputError, ModelFileError, ParityError, StateportError
+from ..verify.runners import one_torch_thread
 from .registry import architectures, get_architecture
 
 COLUMNS = (  # key, markdown header
@@ -41,24 +41,6 @@ def register_table_measure(name: str, measure: Callable[[str, str, float, str], 
     """Measure architecture ``name`` with ``measure(name, size, seconds, out_dir) -> row`` instead of
     :func:`measure_export`."""
     _MEASURES[name] = measure
-
-
-@contextlib.contextmanager
-def _single_torch_thread():
-    """Run the torch reference on one intra-op thread while measuring, then restore the setting.
-
-    The parity proof steps the torch model chunk by chunk (down to 1-frame chunks); ops that
-    small gain nothing from threads and wait at every barrier for a busy core (measured on a
-    loaded 2-core machine: 48 ms vs 1.6 ms per quartznet-tiny step).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def measure_export(name: str, size: str, seconds: float, out_dir: str) -> dict:
@@ -116,7 +98,7 @@ def architecture_table(size: str = "tiny", seconds: float = 10.0, archs: list | 
     if archs is not None:
         selected = [get_architecture(n) for n in archs]  # an unknown name raises InvalidInputError
     rows = []
-    with tempfile.TemporaryDirectory(prefix="stateport-table-") as out_dir, _single_torch_thread():
+    with tempfile.TemporaryDirectory(prefix="stateport-table-") as out_dir, one_torch_thread():
         for arch in selected:
             measure = _MEASURES.get(arch.name, measure_export)
             try:

@@ -18,7 +18,6 @@ becomes an ``error`` cell too.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ...errors import InvalidInputError, ParityError, StateportError
+from ...verify.runners import one_torch_thread
 from .common import first_line
 from .registry import BACKENDS, get_backend
 
@@ -69,19 +69,6 @@ def _stream_max(report) -> float | None:
     vals = [c.max_abs_diff for c in report.checks
             if not c.name.startswith("torch ") and "vs torch offline" in c.name and c.max_abs_diff is not None]
     return max(vals) if vals else None
-
-
-@contextlib.contextmanager
-def _one_torch_thread():
-    """The torch reference steps tiny chunks: threads only wait at barriers on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _graph_for_matrix(model, arch: str):
@@ -199,7 +186,7 @@ def parity_matrix(*, size: str = "tiny", seconds: float = 5.0, archs: list | Non
     for b in backend_list:
         get_backend(b)
     cells = []
-    with tempfile.TemporaryDirectory(prefix="stateport-matrix-") as out_dir, _one_torch_thread():
+    with tempfile.TemporaryDirectory(prefix="stateport-matrix-") as out_dir, one_torch_thread():
         for arch in names:
             try:
                 get_architecture(arch).config_for(size)
@@ -247,7 +234,7 @@ def _main(argv: list | None = None) -> int:
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="stateport-cell-") as out_dir, _one_torch_thread():
+    with tempfile.TemporaryDirectory(prefix="stateport-cell-") as out_dir, one_torch_thread():
         cell = run_cell(args.arch, args.backend, size=args.size, seconds=args.seconds, out_dir=out_dir)
     sys.stdout.write("\n" + _CELL_MARK + json.dumps(cell.to_dict()) + "\n")
     sys.stdout.flush()
