@@ -17,12 +17,23 @@ def add_parser(sub):
                         "and choose on held-out espeak-ng voices")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout between recurrent layers")
     p.add_argument("--spec-augment", action="store_true", help="SpecAugment frequency and time masks")
+    p.add_argument("--channel-eq", type=float, default=d.channel_eq_probability, metavar="P",
+                   help="chance that an utterance's features get a random channel curve (0 = off)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                   help="keep an exponential moving average of the weights (e.g. 0.999; 0 = off)")
+    p.add_argument("--mel-bins", type=int, default=None, help="log-mel bins (default: the architecture's 80)")
+    p.add_argument("--high-freq-hz", type=float, default=None,
+                   help="top mel-filter edge (default: Nyquist); ~3800 for telephone-band training speech")
+    p.add_argument("--subsampling", type=int, default=None,
+                   help="frames stacked per recurrent step (lstm-ctc; 3 = 30 ms steps)")
     p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="torch device for the model, e.g. 'cuda' (data is made on CPU)")
+    p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes making training batches")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -35,10 +46,18 @@ def run(args):
     dev = None if str(args.dev_speaker).lower() == "none" else args.dev_speaker
     augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
     overrides = {"dropout": args.dropout} if args.dropout else {}
+    if args.mel_bins:
+        overrides["input_dim"] = args.mel_bins
+    if args.high_freq_hz is not None:
+        overrides["high_freq_hz"] = args.high_freq_hz
+    if args.subsampling:
+        overrides["subsampling"] = args.subsampling
     cfg = TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=dev,
                       augment=augment, arch_overrides=overrides, spec_augment=args.spec_augment,
+                      channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
                       steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                      eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic)
+                      eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
+                      device=args.device, data_workers=args.data_workers)
     result = train(cfg, args.out, progress=not (args.no_progress or args.json))
     doc = {"checkpoint": result.checkpoint_path, "best_step": result.best_step,
            "best_dev_wer": result.best_dev_wer, "history": result.history, "config": cfg.to_dict()}

@@ -128,8 +128,16 @@ class StreamingLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Process a whole utterance from a fresh state (the offline reference)."""
-        y, *_ = self.step(x, *self.init_state(x.shape[0]))
+        y, *_ = self.step(x, *_on_device_of(x, self.init_state(x.shape[0])))
         return y
+
+
+def _on_device_of(x: torch.Tensor, state: tuple) -> tuple:
+    """Initial states (made on CPU by their declarations) moved to ``x``'s device, e.g. for
+    training on a GPU; on CPU (and so in every export) nothing is moved."""
+    if x.device.type == "cpu":
+        return state
+    return tuple(s.to(x.device) for s in state)
 
 
 @dataclass
@@ -236,7 +244,7 @@ class StreamingModule(nn.Module):
 
     def forward(self, *inputs: torch.Tensor):
         """Whole utterance from a fresh state -> tuple of outputs (the offline reference)."""
-        out = self.step(*inputs, *self.init_state(inputs[0].shape[0]))
+        out = self.step(*inputs, *_on_device_of(inputs[0], self.init_state(inputs[0].shape[0])))
         return tuple(out[: len(self.output_names)])
 
     # -- port names --------------------------------------------------------------------

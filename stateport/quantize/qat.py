@@ -96,16 +96,14 @@ def qat_finetune(float_model, cfg: QatInt8Config, *, test_speaker: str, dev_spea
     tc = _train_config(cfg, test_speaker, dev_speaker, cfg.seed + rank)
     split = leave_one_speaker_out(test_speaker, dev_speaker=dev_speaker)
     sources, dev_sources = T._sources(tc, split)
-    featurize = T._Featurizer(float_model.streaming.frontend)
+    featurize = T._Featurizer.of(float_model)
     dev = T._dev_set(tc, dev_sources) if rank == 0 else []
     dev_wer_float = T.evaluate_torch(float_model, featurize, dev) if dev else None
 
     qat, replaced = make_qat_model(float_model)
     qat.train()
     net = torch.nn.parallel.DistributedDataParallel(qat) if world > 1 else qat
-    shift = featurize.config.frame_shift_samples
-    delay = int(cfg.emission_delay_ms * 16) + featurize.config.frame_length_samples - shift
-    batches = T._batch_stream(tc, sources, featurize, AugmentConfig(**cfg.augment), shift, delay)
+    batches = T._batch_stream(tc, sources, featurize, AugmentConfig(**cfg.augment))
     opt = torch.optim.AdamW(qat.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
 
     def lr_at(step):  # short warm-up (the fake quants start from fresh ranges), then cosine to 10 %

@@ -21,6 +21,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 150
     grad_clip: float = 5.0
+    ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights
     seed: int = 0
     use_synthetic: bool = True
     synthetic_weight: float = 1.0
@@ -32,8 +33,12 @@ class TrainConfig:
     dev_utterances: int = 120
     threads: int = 1  # measured: 2 intra-op threads made LSTM training 30x slower on a busy 2-core box
     data_workers: int = 1
+    device: str = "cpu"  # torch device for the model ("cuda" when there is one); data stays on CPU
     augment: dict = field(default_factory=dict)
     arch_overrides: dict = field(default_factory=dict)  # e.g. {"dropout": 0.2}
+    channel_eq_probability: float = 0.0  # chance an utterance's features get a random channel curve
+    channel_tilt_db: float = 12.0  # that curve's tilt across the band, uniform in +-this (dB)
+    channel_ripple_db: float = 3.0  # std of its 4 smooth cosine terms (dB)
     spec_augment: bool = False  # the shipped model was trained without it (see the README)
     freq_masks: int = 2
     freq_mask_bins: int = 10

@@ -8,11 +8,17 @@ from torch import nn
 from ..vocabulary import BLANK_ID, DIGIT_VOCABULARY  # noqa: F401  (the built-in models recognise digit strings)
 
 
-def fbank_frontend(num_mel_bins: int = 80) -> dict:
-    """The card's frontend: Kaldi-compatible fbank, 25 ms windows every 10 ms at 16 kHz."""
+def fbank_frontend(num_mel_bins: int = 80, high_freq_hz: float = 0.0) -> dict:
+    """The card's frontend: Kaldi-compatible fbank, 25 ms windows every 10 ms at 16 kHz.
+
+    high_freq_hz: the top mel-filter edge (0 = Nyquist, 8 kHz). A model trained on
+    telephone-band recordings (FSDD is 8 kHz) uses ~3.8 kHz, so the band it never heard in
+    real speech cannot tell real from synthetic speech (see ``stateport.train``).
+    """
     from ..runtime.frontend import FrontendConfig
 
-    return FrontendConfig(kind="fbank", sample_rate_hz=16000, num_mel_bins=num_mel_bins).to_dict()
+    return FrontendConfig(kind="fbank", sample_rate_hz=16000, num_mel_bins=num_mel_bins,
+                          high_freq_hz=high_freq_hz).to_dict()
 
 
 class FeatureNorm(nn.Module):

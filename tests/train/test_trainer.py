@@ -115,3 +115,58 @@ def test_restricted_ctc_loss_and_gradient_match_a_reference_recursion():
     (g_ref,) = torch.autograd.grad(ref, logits2)
     assert abs(float(ours) - float(ref)) < 1e-8
     assert float((g_ours - g_ref).abs().max()) < 1e-8
+
+
+def test_random_channel_eq_adds_one_smooth_curve_per_utterance():
+    from stateport.train.trainer import LOG_POWER_PER_DB, random_channel_eq
+
+    cfg = TrainConfig(channel_eq_probability=1.0, channel_tilt_db=12.0, channel_ripple_db=3.0)
+    feats = torch.randn(4, 50, 40)
+    before = feats.clone()
+    random_channel_eq(feats, np.random.default_rng(0), cfg)
+    offset = feats - before
+    # A channel is time-invariant: every frame of an utterance moves by the same curve ...
+    assert float((offset - offset[:, :1]).abs().max()) < 1e-5
+    curves = offset[:, 0] / LOG_POWER_PER_DB  # [B, bins] in dB
+    # ... the curves differ between utterances and are not flat ...
+    assert float((curves[0] - curves[1]).abs().max()) > 1.0
+    assert float(curves.std(dim=1).min()) > 0.5
+    # ... and are smooth: neighbouring bins differ far less than the curve's range.
+    steps = (curves[:, 1:] - curves[:, :-1]).abs().max(dim=1).values
+    ranges = curves.max(dim=1).values - curves.min(dim=1).values
+    assert bool((steps < 0.25 * ranges).all())
+
+
+def test_random_channel_eq_probability_zero_changes_nothing():
+    from stateport.train.trainer import random_channel_eq
+
+    feats = torch.randn(3, 20, 40)
+    before = feats.clone()
+    random_channel_eq(feats, np.random.default_rng(0), TrainConfig(channel_eq_probability=0.0))
+    assert torch.equal(feats, before)
+
+
+def test_tiny_training_run_with_weight_average_and_band_limited_frontend(tmp_path):
+    """The averaged weights are the ones evaluated and saved, and the card's band is the recipe's."""
+    cfg = TrainConfig(size="tiny", steps=20, batch_size=4, eval_every=20, use_synthetic=False, dev_utterances=20,
+                      num_digits_range=(1, 2), warmup_steps=5, data_workers=0, ema_decay=0.9,
+                      channel_eq_probability=1.0, arch_overrides={"input_dim": 40, "high_freq_hz": 3800.0})
+    result = train(cfg, str(tmp_path / "ck.pt"), progress=False, log=lambda *_: None)
+    ck = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert ck["config"]["input_dim"] == 40 and ck["recipe"]["train_config"]["ema_decay"] == 0.9
+    assert result.best_step == 20 and 0.0 <= result.best_dev_wer <= 3.0
+
+    from stateport.zoo import get_architecture
+
+    model = get_architecture("lstm-ctc").build(config=ck["config"])
+    assert model.streaming.frontend["high_freq_hz"] == 3800.0 and model.streaming.frontend["num_mel_bins"] == 40
+    model.load_state_dict(ck["state_dict"])  # the average has exactly the model's parameters and buffers
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_saves_a_cpu_checkpoint(tmp_path):
+    cfg = TrainConfig(size="tiny", steps=10, batch_size=4, eval_every=10, use_synthetic=False, dev_utterances=20,
+                      num_digits_range=(1, 2), warmup_steps=2, data_workers=0, device="cuda")
+    train(cfg, str(tmp_path / "ck.pt"), progress=False, log=lambda *_: None)
+    ck = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert all(t.device.type == "cpu" for t in ck["state_dict"].values())

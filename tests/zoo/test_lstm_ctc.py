@@ -1,0 +1,54 @@
+"""``lstm-ctc`` with frame stacking (``subsampling=3``, 30 ms LSTM steps) and a telephone band:
+the card states the chunk contract and the full parity proof holds."""
+
+import pytest
+import torch
+
+from stateport.errors import InvalidInputError
+from stateport.export import export_model
+from stateport.zoo import get_architecture
+
+PARITY_SECONDS = 60.0
+TOLERANCE = 1e-4
+ENTRY = get_architecture("lstm-ctc")
+CONFIG = {**ENTRY.config_for("tiny"), "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3}
+
+
+@pytest.fixture(scope="module")
+def stacked(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lstm-stacked")
+    model = ENTRY.build(config=CONFIG, seed=3)
+    torch.save({"architecture": "lstm-ctc", "config": CONFIG, "state_dict": model.state_dict()}, folder / "ck.pt")
+    return export_model(folder / "m.onnx", arch="lstm-ctc", checkpoint=str(folder / "ck.pt"),
+                        seconds=PARITY_SECONDS, tolerance=TOLERANCE)
+
+
+def test_stacked_lstm_passes_the_full_proof(stacked):
+    report = stacked.report
+    assert report.passed, report.to_text()
+    assert report.seconds >= PARITY_SECONDS and report.max_abs_diff <= TOLERANCE
+    names = {c.name for c in report.checks}
+    assert "onnxruntime offline vs torch offline" in names
+    assert "onnxruntime stream [ragged] vs torch offline" in names
+
+
+def test_card_states_the_stacking_and_the_band(stacked):
+    card = stacked.card
+    st = card.streaming
+    assert (st.subsampling, st.frame_multiple, st.min_frames, st.frames_per_step) == (3, 3, 3, 15)
+    assert card.outputs[0].shape == ["batch", "T_div_3", 11]
+    # Stacking adds no state: still exactly the LSTM's h and c.
+    assert sorted(s.name for s in card.states) == ["encoder_c_in", "encoder_h_in"]
+    assert card.frontend["num_mel_bins"] == 40 and card.frontend["high_freq_hz"] == 3800.0
+
+
+def test_offline_output_has_one_frame_per_three_inputs():
+    model = ENTRY.build(config=CONFIG)
+    (logits,) = model(torch.randn(2, 61, 40))
+    assert logits.shape == (2, 20, 11)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_subsampling_must_be_a_positive_int(bad):
+    with pytest.raises(InvalidInputError, match="subsampling"):
+        ENTRY.build(config={**CONFIG, "subsampling": bad})
