@@ -26,6 +26,8 @@ def add_parser(sub):
                    help="top mel-filter edge (default: Nyquist); ~3800 for telephone-band training speech")
     p.add_argument("--subsampling", type=int, default=None,
                    help="frames stacked per recurrent step (lstm-ctc; 3 = 30 ms steps)")
+    p.add_argument("--online-cmn-frames", type=float, default=None, metavar="N",
+                   help="lstm-ctc: subtract the running feature mean, starting from a prior worth N frames")
     p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -39,9 +41,9 @@ def add_parser(sub):
     return p
 
 
-def run(args):
+def config_from_args(args):
+    """The TrainConfig a parsed ``stateport train`` command line stands for."""
     from ..train.config import TrainConfig
-    from ..train.trainer import train
 
     dev = None if str(args.dev_speaker).lower() == "none" else args.dev_speaker
     augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
@@ -52,12 +54,20 @@ def run(args):
         overrides["high_freq_hz"] = args.high_freq_hz
     if args.subsampling:
         overrides["subsampling"] = args.subsampling
-    cfg = TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=dev,
-                      augment=augment, arch_overrides=overrides, spec_augment=args.spec_augment,
-                      channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
-                      steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                      eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
-                      device=args.device, data_workers=args.data_workers)
+    if args.online_cmn_frames:
+        overrides["online_cmn_frames"] = args.online_cmn_frames
+    return TrainConfig(arch=args.arch, size=args.size, test_speaker=args.test_speaker, dev_speaker=dev,
+                       augment=augment, arch_overrides=overrides, spec_augment=args.spec_augment,
+                       channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
+                       steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                       eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
+                       device=args.device, data_workers=args.data_workers)
+
+
+def run(args):
+    from ..train.trainer import train
+
+    cfg = config_from_args(args)
     result = train(cfg, args.out, progress=not (args.no_progress or args.json))
     doc = {"checkpoint": result.checkpoint_path, "best_step": result.best_step,
            "best_dev_wer": result.best_dev_wer, "history": result.history, "config": cfg.to_dict()}

@@ -2,11 +2,13 @@
 
 from .attention import ChunkedSelfAttention
 from .declared import DeclaredStepModule, declare_step
-from .layers import CausalConv1d, LeftContextConv, StreamingGRU, StreamingLSTM, StreamingLSTMCell
+from .layers import (CausalConv1d, LeftContextConv, RunningMeanNorm, StreamingGRU, StreamingLSTM,
+                     StreamingLSTMCell)
 from .protocol import (InputSpec, MultiGraphModule, StateDecl, StreamingConfig, StreamingLayer,
                        StreamingModule)
 from .subsampling import StridedCausalConv1d
 
 __all__ = ["CausalConv1d", "ChunkedSelfAttention", "DeclaredStepModule", "InputSpec", "LeftContextConv", "MultiGraphModule",
+           "RunningMeanNorm",
            "StateDecl", "StreamingConfig", "StreamingGRU", "StreamingLSTM", "StreamingLSTMCell",
            "StreamingLayer", "StreamingModule", "StridedCausalConv1d", "declare_step"]

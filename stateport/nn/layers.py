@@ -128,3 +128,42 @@ class CausalConv1d(LeftContextConv):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups,
                               bias=bias)
         self.context_frames = (kernel_size - 1) * dilation
+
+
+class RunningMeanNorm(StreamingLayer):
+    """Online mean normalisation: each frame minus the mean of the frames seen so far. x [B, T, F].
+
+    The mean starts from a zero prior worth ``prior_frames`` frames (inputs are expected to be
+    globally normalised already, so zero is the training-set mean):
+    ``y_t = x_t - (sum_{k<=t} x_k) / (prior_frames + t + 1)``, with the sum and the count
+    carried from chunk to chunk, so streaming equals offline exactly.
+
+    Why: a microphone or a room is a fixed offset on every log-mel frame, and a speaker's
+    voice partly is too. Measured on the built-in recogniser: subtracting the held-out
+    speaker's mean offset raised its single-digit accuracy from 60 % to 77 %. This is the
+    streaming form of that (Kaldi's online CMVN without its window: a cumulative mean stays
+    exact under any chunking, where a window or a decay would need a frame loop).
+
+    State: ``mean`` [B, F] (bounded: a mean, not a sum) and ``count`` [B, 1] (frames seen).
+    Neither is reset at an end of speech: the channel outlives an utterance. Inputs are
+    clamped to ``+-clamp`` first, so digital silence (log of zero energy, far below any
+    microphone's noise floor) cannot drag the mean away.
+    """
+
+    def __init__(self, dim: int, prior_frames: float = 100.0, clamp: float = 5.0):
+        super().__init__()
+        self.dim, self.prior_frames, self.clamp = dim, float(prior_frames), float(clamp)
+
+    def state_decls(self):
+        return [StateDecl("mean", (BATCH_DIM, self.dim), reset_on_end_of_speech=False,
+                          description="running mean of the features so far"),
+                StateDecl("count", (BATCH_DIM, 1), reset_on_end_of_speech=False,
+                          description="frames seen so far")]
+
+    def step(self, x, mean, count):
+        x = x.clamp(-self.clamp, self.clamp)
+        weight = count + self.prior_frames  # [B, 1]: the old mean's weight, in frames
+        sums = torch.cumsum(x, dim=1) + (mean * weight).unsqueeze(1)  # [B, T, F]
+        seen = torch.cumsum(torch.ones_like(x[:, :, :1]), dim=1) + weight.unsqueeze(1)  # [B, T, 1]
+        running = sums / seen
+        return x - running, running[:, -1], seen[:, -1] - self.prior_frames

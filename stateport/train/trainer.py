@@ -3,11 +3,16 @@
 Recipe (see DESIGN.md's notes on training here):
 - utterances composed from isolated digits (FSDD training speakers + espeak-ng training
   voices), with wide gain, noise and speed augmentation;
-- features from the torch twin of the runtime frontend (one definition for train and device);
+- features from the torch twin of the runtime frontend (one definition for train and device).
+  The built-in model keeps mel filters below 3.8 kHz (``--high-freq-hz``): FSDD is recorded
+  at 8 kHz, so above 4 kHz only synthetic voices had energy and the band told real speech
+  from synthetic; and it stacks 3 frames per LSTM step (``--subsampling 3``), which fitted
+  the training speakers far faster (loss 0.7 vs 4.6 after 2500 steps) and cut held-out WER;
 - **emission-restricted CTC**: each token may only be emitted inside its clip plus a short
   delay. Plain CTC on composed strings learned to emit a guessed digit on the leading silence
   and skip the first spoken one; the restriction removes those alignments from the sum;
-- the checkpoint is chosen on a development speaker, never on the test speaker.
+- the checkpoint is chosen on a development speaker or on held-out synthetic voices, never
+  on the test speaker.
 """
 
 from __future__ import annotations

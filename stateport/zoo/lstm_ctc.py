@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..nn import StreamingLSTM, StreamingModule
+from ..nn import RunningMeanNorm, StreamingLSTM, StreamingModule
 from ..nn.subsampling import StridedCausalConv1d
 from .common import BLANK_ID, DIGIT_VOCABULARY, FeatureNorm, fbank_frontend
 from .registry import register
@@ -32,13 +32,16 @@ class LstmCtc(StreamingModule):
 
     def __init__(self, *, hidden_size: int, num_layers: int, input_dim: int = 80,
                  vocabulary: list | None = None, frames_per_step: int = 16, dropout: float = 0.0,
-                 high_freq_hz: float = 0.0, subsampling: int = 1):
+                 high_freq_hz: float = 0.0, subsampling: int = 1,
+                 online_cmn_frames: float = 0.0):
         super().__init__()
         if not isinstance(subsampling, int) or subsampling < 1:
             raise InvalidInputError(f"subsampling must be an int >= 1, got {subsampling!r}")
         self.vocabulary = list(vocabulary or DIGIT_VOCABULARY)
         self.input_dim = input_dim
         self.norm = FeatureNorm(input_dim)
+        # online_cmn_frames > 0: subtract the running mean (prior worth that many frames).
+        self.cmn = RunningMeanNorm(input_dim, online_cmn_frames) if online_cmn_frames > 0 else None
         # Stacked frames are projected to the LSTM's width (kernel == stride: no state).
         self.stack = (StridedCausalConv1d(input_dim, hidden_size, subsampling, stride=subsampling)
                       if subsampling > 1 else None)
@@ -52,10 +55,16 @@ class LstmCtc(StreamingModule):
         s.output_kind, s.output_port = "ctc", "logits"
         s.vocabulary, s.blank_id = self.vocabulary, BLANK_ID
 
-    def step(self, x, h, c):
+    def step(self, x, *state):
         x = self.norm(x)
+        if self.cmn is not None:
+            x, *cmn_state = self.cmn.step(x, *state[:2])
+            state = state[2:]
+        h, c = state
         if self.stack is not None:
             (x,) = self.stack.step(x.transpose(1, 2))
             x = x.transpose(1, 2)
         y, h, c = self.encoder.step(x, h, c)
+        if self.cmn is not None:
+            return (self.head(y), *cmn_state, h, c)
         return self.head(y), h, c

@@ -76,3 +76,19 @@ def test_no_stack_trace_on_user_errors(argv, expected):
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_train_flags_become_the_training_config():
+    """The README's training command line maps onto the recipe fields (no training run)."""
+    from stateport.cli.main import build_parser
+    from stateport.cli.train_cmd import config_from_args
+
+    args = build_parser().parse_args([
+        "train", "-o", "x.pt", "--size", "default", "--steps", "3000", "--batch-size", "16",
+        "--dev-speaker", "none", "--mel-bins", "40", "--high-freq-hz", "3800", "--subsampling", "3",
+        "--channel-eq", "0.5", "--ema-decay", "0.998", "--speed-range", "0.85", "1.15", "--dropout", "0.2"])
+    cfg = config_from_args(args)
+    assert cfg.dev_speaker is None and cfg.steps == 3000 and cfg.batch_size == 16
+    assert cfg.arch_overrides == {"dropout": 0.2, "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3}
+    assert cfg.channel_eq_probability == 0.5 and cfg.ema_decay == 0.998
+    assert cfg.augment == {"speed_range": (0.85, 1.15)}

@@ -1,5 +1,6 @@
-"""``lstm-ctc`` with frame stacking (``subsampling=3``, 30 ms LSTM steps) and a telephone band:
-the card states the chunk contract and the full parity proof holds."""
+"""``lstm-ctc`` with frame stacking (``subsampling=3``, 30 ms LSTM steps), a telephone band and
+online mean normalisation (the built-in model's configuration): the card states the chunk
+contract and the non-resetting normaliser state, and the full parity proof holds."""
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from stateport.zoo import get_architecture
 PARITY_SECONDS = 60.0
 TOLERANCE = 1e-4
 ENTRY = get_architecture("lstm-ctc")
-CONFIG = {**ENTRY.config_for("tiny"), "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3}
+CONFIG = {**ENTRY.config_for("tiny"), "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3,
+          "online_cmn_frames": 100.0}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,9 @@ def test_card_states_the_stacking_and_the_band(stacked):
     st = card.streaming
     assert (st.subsampling, st.frame_multiple, st.min_frames, st.frames_per_step) == (3, 3, 3, 15)
     assert card.outputs[0].shape == ["batch", "T_div_3", 11]
-    # Stacking adds no state: still exactly the LSTM's h and c.
-    assert sorted(s.name for s in card.states) == ["encoder_c_in", "encoder_h_in"]
+    # Stacking adds no state; the normaliser's mean and count outlive an end of speech.
+    resets = {s.name: s.reset_on_end_of_speech for s in card.states}
+    assert resets == {"cmn_mean_in": False, "cmn_count_in": False, "encoder_h_in": True, "encoder_c_in": True}
     assert card.frontend["num_mel_bins"] == 40 and card.frontend["high_freq_hz"] == 3800.0
 
 
