@@ -28,7 +28,7 @@ STATE_IN_SUFFIX = "_in"
 STATE_OUT_SUFFIX = "_out"
 BATCH_DIM = "batch"
 TIME_DIM = "T"
-SUPPORTED_DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+SUPPORTED_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool")
 OUTPUT_KINDS = ("ctc", "transducer_encoder", "transducer_predictor", "transducer_joiner",
                 "classifier", "vad", "raw")
 

@@ -69,8 +69,10 @@ def distributed_context() -> tuple[int, int]:
 def _train_config(cfg: QatInt8Config, test_speaker: str, dev_speaker: str | None, seed: int):
     from ..train.trainer import TrainConfig
 
+    # A float recipe without a dev speaker chose its checkpoint on held-out synthetic voices;
+    # QAT does the same, so it needs the synthetic voices then.
     return TrainConfig(test_speaker=test_speaker, dev_speaker=dev_speaker, steps=cfg.steps,
-                       batch_size=cfg.batch_size, seed=seed, use_synthetic=cfg.use_synthetic,
+                       batch_size=cfg.batch_size, seed=seed, use_synthetic=cfg.use_synthetic or dev_speaker is None,
                        num_digits_range=tuple(cfg.num_digits_range), emission_delay_ms=cfg.emission_delay_ms,
                        dev_utterances=cfg.dev_utterances, threads=cfg.threads, data_workers=0,
                        augment=dict(cfg.augment))

@@ -74,3 +74,12 @@ def test_qat_runs_two_processes_under_torchrun(tiny_lstm_ctc, tmp_path):
     assert qat["world_size"] == 2 and qat["params_in_sync"] is True
     assert card.certificate["passed"]
     print(f"torchrun 2 x qat-int8-smoke: {elapsed:.1f} s")
+
+
+def test_qat_without_a_dev_speaker_chooses_on_synthetic_voices_like_the_float_recipe():
+    from stateport.quantize.qat import _train_config
+    from stateport.quantize.recipes import QatInt8Config
+
+    cfg = QatInt8Config()
+    assert _train_config(cfg, "george", None, 0).use_synthetic  # dev = held-out espeak voices
+    assert _train_config(cfg, "george", "jackson", 0).use_synthetic == cfg.use_synthetic
