@@ -250,7 +250,8 @@ def drift_soak(models: dict, out_dir: str, *, cfg: DriftConfig = DriftConfig(), 
     step_s = n * hop / rate
     for mode, resets in (("no-reset", set()), ("reset", set(reset_steps))):
         run = _lockstep(sessions, card, feats, resets)
-        age_s = _state_age_s(len(next(iter(run["ids"].values()))) // n, resets, step_s)
+        # One traced state per step (ids are output frames, fewer than input frames when subsampled).
+        age_s = _state_age_s(len(next(iter(run["states"]["fp32"].values()))), resets, step_s)
         mode_doc = {}
         for k in models:
             if k == "fp32":

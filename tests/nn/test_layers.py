@@ -77,7 +77,8 @@ def test_running_mean_norm_removes_a_channel_offset_and_keeps_bounded_state():
     y_shift, mean, count = layer.step(speech + offset, *layer.init_state(2))
     # After 10 s of frames the outputs no longer depend on the offset (within the 1/t residue).
     assert float((y_shift[:, 1000:] - y_plain[:, 1000:]).abs().max()) < 0.05
-    assert torch.allclose(count, torch.full((2, 1), 3000.0))
+    assert count.dtype == mean.dtype == torch.float64  # float64: see RunningMeanNorm's docstring
+    assert torch.equal(count, torch.full((2, 1), 3000.0, dtype=torch.float64))
     assert float((mean - offset).abs().max()) < 0.1  # the state is the offset plus speech's own mean
     # Digital silence (log of zero energy) is clamped before it reaches the mean.
     _, mean_silence, _ = layer.step(torch.full((1, 200, 4), -40.0), *layer.init_state(1))

@@ -42,3 +42,28 @@ def test_reset_bounds_the_state_age(quantized, tiny_lstm_ctc, tmp_path):
         assert oldest < doc["max_reset_interval_s"], (port, stats["by_state_age_s"])
         no_reset = doc["modes"]["no-reset"]["dynamic-int8"]["divergence"][port]["by_state_age_s"]
         assert max(row["age_s"][0] for row in no_reset) >= 30.0
+
+
+def test_soak_of_a_subsampled_model_counts_steps_not_output_frames(tmp_path):
+    """A model with 3 frames per output (the built-in one) has fewer output frames than
+    input frames; state ages are per step and the soak must not mix the two."""
+    import torch
+
+    from stateport.export import export_model
+    from stateport.quantize.drift import DriftConfig, drift_soak
+    from stateport.zoo import get_architecture
+
+    entry = get_architecture("lstm-ctc")
+    config = {**entry.config_for("tiny"), "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3}
+    torch.save({"architecture": "lstm-ctc", "config": config, "state_dict": entry.build(config=config).state_dict()},
+               tmp_path / "ck.pt")
+    path = export_model(tmp_path / "m.onnx", arch="lstm-ctc", checkpoint=str(tmp_path / "ck.pt"), seconds=5).path
+    cfg = DriftConfig(minutes=0.5, wer_window_s=15.0, gap_s_range=(0.5, 2.0))
+    doc = drift_soak({"fp32": path, "same": path}, str(tmp_path / "soak"), cfg=cfg, speakers=("george",),
+                     log=lambda *_: None)
+    assert doc["step_seconds"] == 0.15
+    for mode in ("reset", "no-reset"):
+        stats = doc["modes"][mode]["same"]["divergence"]["encoder_c_out"]
+        assert stats["max"] == 0.0  # the same file against itself
+        steps = sum(row["steps"] for row in stats["by_state_age_s"])
+        assert abs(steps - doc["audio_seconds"] / doc["step_seconds"]) <= 1.5  # steps of 15 frames, not 5
