@@ -10,8 +10,8 @@ from .. import __version__
 from ..spec import (BATCH_DIM, TIME_DIM, ModelCard, OutputSpec, Provenance, StatePort, StreamingSpec,
                     TensorPort, state_port_names)
 
-_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32",
-           torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
+_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.int64: "int64",
+           torch.int32: "int32", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
 
 PROBE_BATCH = 2  # a batch of 2 tells the batch axis apart from singleton dims
 

@@ -1,4 +1,4 @@
-"""``lstm-ctc``: unidirectional LSTM encoder + CTC head over 80-dim log-mel frames.
+"""``lstm-ctc``: unidirectional LSTM encoder + CTC head over log-mel frames (80 bins by default).
 
 The simplest streaming recogniser: state is the LSTM's ``h`` and ``c`` per layer. With the
 default ``subsampling=1`` any chunk length works (no look-ahead), so streaming equals
@@ -25,7 +25,11 @@ from .registry import register
           sizes={"tiny": {"hidden_size": 32, "num_layers": 1},
                  "default": {"hidden_size": 192, "num_layers": 2}})
 class LstmCtc(StreamingModule):
-    """x [B, T, 80] log-mel -> logits [B, T, V]. State: ``encoder_h``/``encoder_c`` [L, B, H]."""
+    """x [B, T, input_dim] log-mel -> logits [B, T / subsampling, V].
+
+    State: ``encoder_h``/``encoder_c`` [L, B, H]; with ``online_cmn_frames`` also
+    ``cmn_mean`` [B, input_dim] and ``cmn_count`` [B, 1] (float64, kept at end of speech).
+    """
 
     input_name = "features"
     output_names = ("logits",)
