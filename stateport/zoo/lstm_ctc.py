@@ -62,8 +62,9 @@ class LstmCtc(StreamingModule):
     def step(self, x, *state):
         x = self.norm(x)
         if self.cmn is not None:
-            x, *cmn_state = self.cmn.step(x, *state[:2])
-            state = state[2:]
+            n = len(self.cmn.state_decls())  # states come in layer order: the normaliser's first
+            x, *cmn_state = self.cmn.step(x, *state[:n])
+            state = state[n:]
         h, c = state
         if self.stack is not None:
             (x,) = self.stack.step(x.transpose(1, 2))
