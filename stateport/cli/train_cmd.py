@@ -37,6 +37,9 @@ def add_parser(sub):
     p.add_argument("--device", default=d.device, help="torch device for the model, e.g. 'cuda' (data is made on CPU)")
     p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes making training batches")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
+    p.add_argument("--flite-weight", type=float, default=0.0, metavar="W",
+                   help="add flite's four recorded-speaker voices as a source of weight W "
+                        "(FSDD and espeak-ng weigh 1; 0 = off; needs 'apt-get install flite')")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -61,7 +64,7 @@ def config_from_args(args):
                        channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
                        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
-                       device=args.device, data_workers=args.data_workers)
+                       device=args.device, data_workers=args.data_workers, flite_weight=args.flite_weight)
 
 
 def run(args):

@@ -27,6 +27,8 @@ class TrainConfig:
     synthetic_weight: float = 1.0
     fsdd_weight: float = 1.0
     synthetic_renditions_per_digit: int = 2
+    flite_weight: float = 0.0  # > 0: add flite's recorded-speaker voices as a source of this weight
+    flite_renditions_per_digit: int = 20
     num_digits_range: tuple = (1, 8)
     emission_delay_ms: float = 300.0
     eval_every: int = 250

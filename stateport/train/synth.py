@@ -24,7 +24,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -127,14 +127,19 @@ def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def _require_espeak() -> str:
-    exe = shutil.which("espeak-ng")
+def require_executable(name: str, needed_for: str) -> str:
+    """The path of synthesiser ``name`` (apt package of the same name), or a typed error."""
+    exe = shutil.which(name)
     if exe is None:
         raise MissingDependencyError(
-            "espeak-ng is not installed (needed for synthetic digits); "
-            "install it with your package manager, e.g. 'apt-get install espeak-ng'"
+            f"{name} is not installed (needed for {needed_for}); "
+            f"install it with your package manager, e.g. 'apt-get install {name}'"
         )
     return exe
+
+
+def _require_espeak() -> str:
+    return require_executable("espeak-ng", "synthetic digits")
 
 
 @functools.lru_cache(maxsize=1)
@@ -227,11 +232,11 @@ def split_espeak_voices(
     return train, held_out
 
 
-def default_cache_dir() -> Path:
-    """``$STATEPORT_CACHE_DIR/espeak`` or ``~/.cache/stateport/espeak``."""
+def default_cache_dir(engine: str = "espeak") -> Path:
+    """``$STATEPORT_CACHE_DIR/<engine>`` or ``~/.cache/stateport/<engine>``."""
     root = os.environ.get(CACHE_DIR_ENV)
     base = Path(root) if root else Path.home() / ".cache" / "stateport"
-    return base / "espeak"
+    return base / engine
 
 
 def _rendition_params(
@@ -265,31 +270,54 @@ def synthesize_word(
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / f"espeak-ng-{espeak_version()}" / config.cache_tag() / voice.name
-    path = folder / f"{word}_s{speed_wpm}_p{pitch}.wav"
-    if path.is_file():
-        data, rate_hz = sf.read(str(path), dtype="float32")
-        if rate_hz == TRAIN_SAMPLE_RATE_HZ and data.ndim == 1 and data.size:
-            return data, path
-    folder.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}_{threading.get_ident()}"
-    raw_path = folder / f".{path.stem}.{tag}.raw.wav"
-    tmp_path = folder / f".{path.stem}.{tag}.tmp.wav"
-    cmd = [
-        _require_espeak(), "-v", voice.name, "-s", str(speed_wpm), "-p", str(pitch),
-        "-a", str(config.amplitude), "-w", str(raw_path), word,
-    ]
-    try:
+
+    def write_raw(raw_path: Path) -> None:
+        cmd = [
+            _require_espeak(), "-v", voice.name, "-s", str(speed_wpm), "-p", str(pitch),
+            "-a", str(config.amplitude), "-w", str(raw_path), word,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not raw_path.is_file():
             raise InvalidInputError(
                 f"espeak-ng failed for voice {voice.name!r} (exit {proc.returncode}): {proc.stderr.strip()}"
             )
-        raw, rate_hz = sf.read(str(raw_path), dtype="float32")
+
+    path = folder / f"{word}_s{speed_wpm}_p{pitch}.wav"
+    return render_cached(path, write_raw, config, what=f"espeak-ng voice {voice.name!r} saying {word!r}"), path
+
+
+def render_cached(
+    path: Path, write_raw: Callable[[Path], None], config: SynthesisConfig, *, what: str
+) -> np.ndarray:
+    """A synthesiser's word as a trimmed, peak-normalised 16 kHz float32 clip, cached at ``path``.
+
+    ``write_raw(tmp)`` makes the synthesiser write its native-rate WAV to ``tmp``. Silence is
+    trimmed at the native rate, the rest is resampled to 16 kHz, scaled to ``config.peak``
+    and stored as a float32 WAV through a temporary file and an atomic rename, so
+    concurrent runs sharing the cache never see a half-written file. Shared by every
+    synthesiser (espeak-ng here, flite in :mod:`stateport.train.flite`).
+    """
+    if path.is_file():
+        data, rate_hz = sf.read(str(path), dtype="float32")
+        if rate_hz == TRAIN_SAMPLE_RATE_HZ and data.ndim == 1 and data.size:
+            return data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}_{threading.get_ident()}"
+    raw_path = path.parent / f".{path.stem}.{tag}.raw.wav"
+    tmp_path = path.parent / f".{path.stem}.{tag}.tmp.wav"
+    try:
+        write_raw(raw_path)
+        try:
+            raw, rate_hz = sf.read(str(raw_path), dtype="float32")
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise InvalidInputError(f"{what}: the synthesiser wrote no readable WAV ({e})") from e
+        if raw.ndim != 1:
+            raise InvalidInputError(f"{what}: expected mono audio, got shape {raw.shape}")
         trimmed = trim_silence(
             raw, rate_hz, threshold_db=config.trim_threshold_db, margin_ms=config.trim_margin_ms
         )
         if trimmed.size == 0:
-            raise InvalidInputError(f"espeak-ng produced silence for {word!r} with voice {voice.name!r}")
+            raise InvalidInputError(f"{what}: the synthesiser produced silence")
         audio = resample(trimmed, rate_hz, TRAIN_SAMPLE_RATE_HZ)
         audio *= np.float32(config.peak / float(np.abs(audio).max()))
         sf.write(str(tmp_path), audio, TRAIN_SAMPLE_RATE_HZ, subtype="FLOAT")
@@ -297,7 +325,7 @@ def synthesize_word(
     finally:
         for p in (raw_path, tmp_path):
             p.unlink(missing_ok=True)
-    return audio.astype(np.float32, copy=False), path
+    return audio.astype(np.float32, copy=False)
 
 
 def synthesize_digits(
@@ -318,13 +346,7 @@ def synthesize_digits(
     rendition index). ``max_workers`` espeak-ng processes run at once.
     """
     voices = list(voices)
-    if not voices:
-        raise InvalidInputError("synthesize_digits needs at least one voice")
-    if renditions_per_digit < 1:
-        raise InvalidInputError(f"renditions_per_digit must be >= 1, got {renditions_per_digit}")
-    digit_list = sorted({int(d) for d in digits})
-    if not digit_list or digit_list[0] < 0 or digit_list[-1] > 9:
-        raise InvalidInputError(f"digits must be a non-empty subset of 0..9, got {digit_list}")
+    digit_list = checked_request(voices, digits, renditions_per_digit, "synthesize_digits")
     _require_espeak()
     jobs = []
     for voice in voices:
@@ -346,6 +368,26 @@ def synthesize_digits(
             name=f"{voice.name}/{path.name}",
         )
 
+    return run_in_order(run, jobs, max_workers)
+
+
+def checked_request(voices: Sequence, digits: Iterable[int], renditions_per_digit: int, caller: str) -> list[int]:
+    """The sorted digits of a synthesis request, after checking voices and renditions."""
+    if not voices:
+        raise InvalidInputError(f"{caller} needs at least one voice")
+    if renditions_per_digit < 1:
+        raise InvalidInputError(f"renditions_per_digit must be >= 1, got {renditions_per_digit}")
+    digit_list = sorted({int(d) for d in digits})
+    if not digit_list or digit_list[0] < 0 or digit_list[-1] > 9:
+        raise InvalidInputError(f"digits must be a non-empty subset of 0..9, got {digit_list}")
+    return digit_list
+
+
+_Job = TypeVar("_Job")
+
+
+def run_in_order(run: Callable[[_Job], Clip], jobs: Sequence[_Job], max_workers: int) -> list[Clip]:
+    """``[run(j) for j in jobs]`` on ``max_workers`` threads (synthesisers are subprocesses)."""
     if max_workers <= 1:
         return [run(j) for j in jobs]
     with ThreadPoolExecutor(max_workers=max_workers) as pool:

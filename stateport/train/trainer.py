@@ -66,6 +66,13 @@ def _sources(cfg: TrainConfig, split) -> tuple[list, list]:
         sources.append(ClipSource("espeak-train", synth, cfg.synthetic_weight))
         if not split.dev:
             dev_sources.append(ClipSource("espeak-heldout", synthesize_digits(held_out, renditions_per_digit=1, seed=1)))
+    if cfg.flite_weight > 0:
+        from .flite import flite_available, list_flite_voices, synthesize_flite_digits
+
+        if not flite_available():
+            raise InvalidInputError("flite_weight > 0 needs flite (apt-get install flite); or set it to 0")
+        clips = synthesize_flite_digits(list_flite_voices(), renditions_per_digit=cfg.flite_renditions_per_digit)
+        sources.append(ClipSource("flite-train", clips, cfg.flite_weight))
     if not dev_sources:
         raise InvalidInputError("no development data: give a dev speaker or enable synthetic voices")
     return sources, dev_sources

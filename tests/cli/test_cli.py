@@ -86,9 +86,11 @@ def test_train_flags_become_the_training_config():
     args = build_parser().parse_args([
         "train", "-o", "x.pt", "--size", "default", "--steps", "3000", "--batch-size", "16",
         "--dev-speaker", "none", "--mel-bins", "40", "--high-freq-hz", "3800", "--subsampling", "3",
-        "--channel-eq", "0.5", "--ema-decay", "0.998", "--speed-range", "0.85", "1.15", "--dropout", "0.2"])
+        "--channel-eq", "0.5", "--ema-decay", "0.998", "--speed-range", "0.85", "1.15", "--dropout", "0.2",
+        "--flite-weight", "0.5"])
     cfg = config_from_args(args)
     assert cfg.dev_speaker is None and cfg.steps == 3000 and cfg.batch_size == 16
     assert cfg.arch_overrides == {"dropout": 0.2, "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3}
     assert cfg.channel_eq_probability == 0.5 and cfg.ema_decay == 0.998
     assert cfg.augment == {"speed_range": (0.85, 1.15)}
+    assert cfg.flite_weight == 0.5
