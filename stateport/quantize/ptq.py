@@ -73,6 +73,23 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
                    "lstm_input_ranges": {k: [round(a, 6) for a in v] for k, v in reader.tensor_ranges.items()}}
 
 
+def float64_nodes(proto) -> list[str]:
+    """Names of the nodes that read or write a float64 tensor (e.g. an online-CMN sum).
+
+    onnxconverter-common rewrites every ``Cast(to=float)`` into ``Cast(to=float16)``, also
+    the one that leaves a float64 island, which yields a graph ONNX Runtime refuses to load.
+    Such a node stays as it is (the converter casts at its edges): the island was put in
+    float64 for exactness, so it keeps it in the fp16 graph too.
+    """
+    from onnx import TensorProto, shape_inference
+
+    inferred = shape_inference.infer_shapes(proto)
+    g = inferred.graph
+    wide = {v.name for v in list(g.value_info) + list(g.input) + list(g.output)
+            if v.type.tensor_type.elem_type == TensorProto.DOUBLE}
+    return [n.name for n in g.node if wide & (set(n.input) | set(n.output))]
+
+
 def convert_fp16(fp32_path: str, card: ModelCard, cfg: Fp16Config):
     """float16 weights and compute; float32 graph inputs/outputs when ``keep_io_float32``."""
     import onnx
@@ -88,6 +105,7 @@ def convert_fp16(fp32_path: str, card: ModelCard, cfg: Fp16Config):
     removed = strip_state_defaults(proto, card)
     proto = float16.convert_float_to_float16(proto, keep_io_types=cfg.keep_io_float32,
                                              op_block_list=list(cfg.op_block_list) or None,
+                                             node_block_list=float64_nodes(proto) or None,
                                              disable_shape_infer=False)
     restore_state_defaults(proto, removed)
     import onnxconverter_common

@@ -75,3 +75,20 @@ def test_client_loop_carries_the_float64_normaliser_state_and_keeps_it_at_end_of
     session.reset(only_end_of_speech=True)  # what a VAD does at the end of an utterance
     assert float(session.state["cmn_count_in"][0, 0]) == seen
     assert not session.state["encoder_h_in"].any()
+
+
+@pytest.mark.parametrize("recipe", ["fp16", "dynamic-int8"])
+def test_float64_normaliser_survives_quantisation(stacked, recipe, tmp_path):
+    """The normaliser's float64 island stays float64 (fp16 used to rewrite the Cast leaving it into a
+    float16 one, a graph ONNX Runtime refused to open); the quantized file passes its own proof."""
+    import onnx
+    from onnx import TensorProto
+
+    from stateport.quantize.api import quantize_model
+
+    result = quantize_model(stacked.path, tmp_path / f"{recipe}.onnx", recipe=recipe, log=lambda *_: None)
+    assert all(r.passed for r in result.reports.values()), {k: r.to_text() for k, r in result.reports.items()}
+    graph = onnx.load(str(result.path)).graph
+    dtypes = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output)}
+    assert dtypes["cmn_mean_in"] == dtypes["cmn_count_out"] == TensorProto.DOUBLE
+    assert dtypes["features"] == TensorProto.FLOAT
