@@ -17,7 +17,7 @@ from stateport.runtime.streamer import Streamer
 from stateport.train.metrics import word_error_rate
 
 # Measured on the shipped model: see metrics.json and the README. A regression guard with margin.
-MAX_DEMO_CLIP_WER = 0.3  # measured 0.188 on the shipped model (the README has the held-out figures)
+MAX_DEMO_CLIP_WER = 0.2  # measured 0.094 on the shipped model (the README has the held-out figures)
 
 
 def test_shipped_files_and_card():
@@ -25,7 +25,9 @@ def test_shipped_files_and_card():
     card = read_card(default_model_path())
     assert card.certificate["passed"] and card.certificate["seconds"] >= 60
     assert card.provenance.checkpoint_sha256 == sha256_file(folder / "checkpoint.pt")
-    assert [s.name for s in card.states] == ["encoder_h_in", "encoder_c_in"]
+    assert [s.name for s in card.states] == ["cmn_mean_in", "cmn_count_in", "encoder_h_in", "encoder_c_in"]
+    # The running mean outlives an end of speech (the channel does); the LSTM state does not.
+    assert [s.reset_on_end_of_speech for s in card.states] == [False, False, True, True]
     assert (folder / "model.onnx").stat().st_size < 5_000_000
     metrics = json.loads((folder / "metrics.json").read_text())
     held_out = metrics["held_out_speaker"]
@@ -51,4 +53,6 @@ def test_shipped_checkpoint_reproduces_the_shipped_onnx():
     from stateport.export import verify_file
 
     report = verify_file(default_model_path(), checkpoint=str(builtin_dir() / "checkpoint.pt"), seconds=60)
-    assert report.passed and report.max_abs_diff_of(["logits"]) < 1e-4
+    # The bound is relative (1e-4 x max(1, |value|)): the shipped logits reach |10|, so their
+    # absolute difference may exceed 1e-4 (measured 1.0e-4 abs, 6.3e-5 relative at worst, on c).
+    assert report.passed and report.max_scaled_diff <= 1e-4
