@@ -105,3 +105,19 @@ def test_cli_exit_code_follows_readiness(static_lstm, tiny_lstm_ctc, capsys):
     assert "snpe-onnx-to-dlc" in capsys.readouterr().out
     assert main(["check", tiny_lstm_ctc[0], "--target", "qnn", "--json"]) == 1
     assert '"ready": false' in capsys.readouterr().out
+
+
+def test_float64_state_ports_are_flagged(tmp_path):
+    """The built-in model's online mean keeps float64 state; a DSP/HTP converter would narrow it."""
+    from stateport.assets import default_model_path
+
+    report = check_qualcomm(str(default_model_path()), "qnn")
+    warned = [f.message for f in report.findings if f.code == "FLOAT64_PORTS"]
+    assert len(warned) == 1 and "cmn_mean_in" in warned[0] and "cmn_count_out" in warned[0]
+    assert "encoder_h_in" not in warned[0]
+    # A float32-only model gets no such finding.
+    from stateport.export import export_model
+
+    path = tmp_path / "plain.onnx"
+    export_model(path, arch="lstm-ctc", size="tiny", static=True, verify=False)
+    assert "FLOAT64_PORTS" not in _codes(check_qualcomm(str(path), "qnn"))
