@@ -165,6 +165,9 @@ class StateLoopReader:
     for the previous chunk of the same stream (a fresh stream starts from the card's init values).
     ``extra_outputs``: intermediate tensor names of the fp32 graph whose min/max to record too
     (:attr:`tensor_ranges`), e.g. an LSTM's input X that ONNX Runtime's quantizer does not track.
+    ``full_chunks_only``: drop each stream's shorter last chunk. ONNX Runtime's histogram
+    calibrators (percentile, entropy) stack every feed's tensors into one array and fail on a
+    ragged one; min/max does not care.
     """
 
     fp32_model: str | bytes
@@ -172,6 +175,7 @@ class StateLoopReader:
     streams: list
     max_steps: int = 4000
     extra_outputs: tuple = ()
+    full_chunks_only: bool = False
     state_ranges: dict = field(default_factory=dict)
     tensor_ranges: dict = field(default_factory=dict)
 
@@ -200,7 +204,7 @@ class StateLoopReader:
         n = max(s.frames_per_step, 1)
         for feats in self.streams:
             state = {st.name: np.full(st.concrete_shape(1), st.init, dtype=np.dtype(st.dtype)) for st in self.card.states}
-            usable = len(feats) - (len(feats) % n if s.static else 0)
+            usable = len(feats) - (len(feats) % n if s.static or self.full_chunks_only else 0)
             for a in range(0, usable, n):
                 chunk = feats[a:a + n]
                 if s.check_chunk_frames(len(chunk)) is not None:

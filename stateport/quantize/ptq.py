@@ -56,7 +56,7 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
     fp32 = onnx.load(fp32_path)
     lstm_inputs = tuple(n.input[0] for n in fp32.graph.node if n.op_type == "LSTM") if cfg.quantize_lstm else ()
     reader = StateLoopReader(fp32_path, card, streams, max_steps=cfg.calibration.max_steps,
-                             extra_outputs=lstm_inputs)
+                             extra_outputs=lstm_inputs, full_chunks_only=cfg.method != "minmax")
     with tempfile.TemporaryDirectory(prefix="stateport-q-") as tmp:
         src, removed = _stripped_copy(fp32_path, card, tmp)
         out = os.path.join(tmp, "q.onnx")

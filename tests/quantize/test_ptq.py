@@ -97,6 +97,24 @@ def test_calibration_feeds_the_real_state_loop(tiny_lstm_ctc):
     assert 0.3 < ranges["encoder_h_in"]["abs_max"] <= 1.0 + 1e-6
 
 
+def test_histogram_calibration_gets_only_full_chunks(tiny_lstm_ctc):
+    """ONNX Runtime's percentile/entropy calibrators stack all feeds and crashed on a stream's short last chunk."""
+    from stateport.quantize.calibration import StateLoopReader, calibration_streams
+    from stateport.quantize.recipes import CalibrationConfig, get_recipe
+
+    path, _ = tiny_lstm_ctc
+    card = read_card(path)
+    n = card.streaming.frames_per_step
+    streams, _ = calibration_streams(card, CalibrationConfig(utterances=4, utterances_per_stream=2),
+                                     speakers=("jackson",))
+    assert any(len(f) % n for f in streams)  # so the dropped tail is really there
+    ragged = {feed["features"].shape[1] for feed in StateLoopReader(path, card, streams)}
+    full = {feed["features"].shape[1] for feed in StateLoopReader(path, card, streams, full_chunks_only=True)}
+    assert len(ragged) > 1 and full == {n}
+    assert get_recipe("static-int8").method == "percentile"
+    assert get_recipe("static-int8-minmax").method == "minmax"
+
+
 def test_calibration_excludes_the_test_speaker():
     from stateport.quantize.calibration import default_training_speakers, held_out_speaker
 
