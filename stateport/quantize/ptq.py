@@ -42,6 +42,31 @@ def quantize_dynamic_int8(fp32_path: str, card: ModelCard, cfg: DynamicInt8Confi
     return proto, {"tool": _ort_tool()}
 
 
+def input_layer_nodes(proto, input_name: str, op_types) -> list[str]:
+    """Names of the first ``op_types`` nodes downstream of ``input_name`` (not past an LSTM/GRU/RNN).
+
+    A breadth-first walk from the feature input through elementwise/shape nodes; it stops at
+    the first quantizable nodes it meets (they are returned) and at recurrent nodes (those
+    are quantized by their own pass, and what follows them no longer sees raw features).
+    """
+    consumers: dict = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found, seen, frontier = [], set(), [input_name]
+    while frontier:
+        tensor = frontier.pop(0)
+        for node in consumers.get(tensor, []):
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in op_types:
+                found.append(node.name)
+            elif node.op_type not in ("LSTM", "GRU", "RNN"):
+                frontier.extend(node.output)
+    return found
+
+
 def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config, streams: list):
     """QDQ static quantization calibrated by :class:`StateLoopReader` over ``streams`` of features.
 
@@ -60,8 +85,9 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
     with tempfile.TemporaryDirectory(prefix="stateport-q-") as tmp:
         src, removed = _stripped_copy(fp32_path, card, tmp)
         out = os.path.join(tmp, "q.onnx")
+        excluded = input_layer_nodes(fp32, card.inputs[0].name, cfg.op_types) if cfg.float_input_layer else []
         quantize_static(src, out, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(cfg.op_types),
-                        per_channel=cfg.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=excluded, per_channel=cfg.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method,
                         extra_options={"ActivationSymmetric": cfg.activation_symmetric, "WeightSymmetric": True})
         proto = onnx.load(out)

@@ -111,8 +111,7 @@ def test_histogram_calibration_gets_only_full_chunks(tiny_lstm_ctc):
     ragged = {feed["features"].shape[1] for feed in StateLoopReader(path, card, streams)}
     full = {feed["features"].shape[1] for feed in StateLoopReader(path, card, streams, full_chunks_only=True)}
     assert len(ragged) > 1 and full == {n}
-    assert get_recipe("static-int8").method == "percentile"
-    assert get_recipe("static-int8-minmax").method == "minmax"
+    assert get_recipe("static-int8-percentile").method == "percentile"
 
 
 def test_calibration_excludes_the_test_speaker():
