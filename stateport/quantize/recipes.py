@@ -93,6 +93,11 @@ class StaticInt8Config:
         quantised 16.67 % WER (min/max) and 15.93 % (percentile) against 8.89 % for fp32;
         kept float, 8.52 % with either method, for 65 KB more (742 vs 677 KB). Keeping the
         first layer in higher precision is common practice for the same reason.
+    quantize_lstm: QDQ the LSTM's weights (int8, per gate row) and its input X; ONNX Runtime's
+        QDQ quantizer has no LSTM handler, so without this the LSTM (most of the weights) stays
+        fp32. The LSTM's state inputs are never quantized: the op keeps its per-frame h/c in
+        float inside, so quantizing h/c only at chunk boundaries would make streaming differ
+        from offline.
     """
 
     name: str = "static-int8"
