@@ -1,8 +1,9 @@
 """Train a streaming CTC digit-string recogniser (the built-in model) on CPU in minutes.
 
 Recipe (see DESIGN.md's notes on training here):
-- utterances composed from isolated digits (FSDD training speakers + espeak-ng training
-  voices), with wide gain, noise and speed augmentation;
+- utterances composed from isolated digits (FSDD training speakers, espeak-ng training
+  voices and, with ``--flite-weight``, flite's recorded-speaker voices), with wide gain,
+  noise and speed augmentation;
 - features from the torch twin of the runtime frontend (one definition for train and device).
   The built-in model keeps mel filters below 3.8 kHz (``--high-freq-hz``): FSDD is recorded
   at 8 kHz, so above 4 kHz only synthetic voices had energy and the band told real speech
@@ -355,6 +356,12 @@ def _batch_stream(cfg, sources, featurize, augment):
     return iter(loader)
 
 
+def _data_description(cfg: TrainConfig) -> str:
+    parts = ["FSDD training speakers"] + ["espeak-ng training voices"] * cfg.use_synthetic \
+        + [f"flite voices (weight {cfg.flite_weight:g})"] * (cfg.flite_weight > 0)
+    return " + ".join(parts) + " (see stateport.train)"
+
+
 def save_checkpoint(path: str, model, cfg: TrainConfig, arch_config: dict, split, best: dict, history: list) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({
@@ -363,7 +370,7 @@ def save_checkpoint(path: str, model, cfg: TrainConfig, arch_config: dict, split
         "state_dict": model.state_dict(),
         "recipe": {"train_config": cfg.to_dict(), "speakers": dataclasses.asdict(split),
                    "best_step": best["step"], "best_dev_wer": best["wer"], "history": history,
-                   "data": "FSDD training speakers + espeak-ng training voices (see stateport.train)",
+                   "data": _data_description(cfg),
                    "attribution": FSDD_ATTRIBUTION},
     }, path)
 
