@@ -10,7 +10,8 @@ timbre is heard in training under any accent. (Accents alone would leak: ``en-us
 
 Every rendition is drawn deterministically from ``(seed, voice, digit, rendition)`` and
 cached as a 16 kHz float32 WAV keyed by its parameters, so a re-run reads files instead of
-calling espeak-ng.
+calling espeak-ng. The caching and post-processing (:func:`render_cached`) and the request
+checks are shared with the flite source (:mod:`stateport.train.flite`).
 """
 
 from __future__ import annotations
