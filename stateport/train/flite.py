@@ -31,6 +31,7 @@ from ..errors import InvalidInputError
 from .clips import DIGIT_WORDS, Clip
 from .synth import (
     SynthesisConfig, checked_request, default_cache_dir, render_cached, require_executable, run_in_order,
+    run_synthesiser,
 )
 
 FLITE_SOURCE = "flite"
@@ -165,12 +166,8 @@ def synthesize_flite_digits(
             cmd = [exe, "-voice", voice.name]
             for s in settings:
                 cmd += ["--setf", s]
-            proc = subprocess.run(cmd + ["-t", word, "-o", str(raw_path)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0 or not raw_path.is_file():
-                raise InvalidInputError(
-                    f"flite failed for voice {voice.name!r} (exit {proc.returncode}): {proc.stderr.strip()}"
-                )
+            run_synthesiser(cmd + ["-t", word, "-o", str(raw_path)], raw_path,
+                            f"flite failed for voice {voice.name!r}")
 
         path = folder / voice.name / f"{word}_d{stretch:g}_f{f0 or 0}.wav"
         audio = render_cached(path, write_raw, config.post, what=f"flite voice {voice.name!r} saying {word!r}")

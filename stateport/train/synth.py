@@ -273,18 +273,20 @@ def synthesize_word(
     folder = root / f"espeak-ng-{espeak_version()}" / config.cache_tag() / voice.name
 
     def write_raw(raw_path: Path) -> None:
-        cmd = [
+        run_synthesiser([
             _require_espeak(), "-v", voice.name, "-s", str(speed_wpm), "-p", str(pitch),
             "-a", str(config.amplitude), "-w", str(raw_path), word,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not raw_path.is_file():
-            raise InvalidInputError(
-                f"espeak-ng failed for voice {voice.name!r} (exit {proc.returncode}): {proc.stderr.strip()}"
-            )
+        ], raw_path, f"espeak-ng failed for voice {voice.name!r}")
 
     path = folder / f"{word}_s{speed_wpm}_p{pitch}.wav"
     return render_cached(path, write_raw, config, what=f"espeak-ng voice {voice.name!r} saying {word!r}"), path
+
+
+def run_synthesiser(cmd: list, raw_path: Path, failure: str) -> None:
+    """Run a synthesiser command that must write ``raw_path``; a typed error with its stderr if not."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not raw_path.is_file():
+        raise InvalidInputError(f"{failure} (exit {proc.returncode}): {proc.stderr.strip()}")
 
 
 def render_cached(
