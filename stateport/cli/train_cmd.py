@@ -38,8 +38,17 @@ def add_parser(sub):
     p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes making training batches")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
     p.add_argument("--flite-weight", type=float, default=0.0, metavar="W",
-                   help="add flite's four recorded-speaker voices as a source of weight W "
-                        "(FSDD and espeak-ng weigh 1; 0 = off; needs 'apt-get install flite')")
+                   help="add voices built from recordings of real speakers (flite, festival; see "
+                        "--recorded-voices) as a source of weight W (FSDD and espeak-ng weigh 1; 0 = off)")
+    p.add_argument("--recorded-voices", default=",".join(d.recorded_voices), metavar="NAMES",
+                   help="comma-separated voices for --flite-weight: kal16, awb, rms, slt ('apt-get install "
+                        "flite'), ked ('apt-get install festival festvox-kdlpc16k')")
+    p.add_argument("--voice-shift-weight", type=float, default=d.voice_shift_weight, metavar="W",
+                   help="add virtual speakers made from the FSDD training speakers (Praat 'Change gender': "
+                        "new formant ratio and pitch each) as a source of weight W (0 = off; needs "
+                        "praat-parselmouth: pip install 'stateport[train]')")
+    p.add_argument("--voice-shifts", type=int, default=d.voice_shift_speakers_per_speaker, metavar="K",
+                   help="virtual speakers per FSDD training speaker")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -64,7 +73,10 @@ def config_from_args(args):
                        channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
                        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
-                       device=args.device, data_workers=args.data_workers, flite_weight=args.flite_weight)
+                       device=args.device, data_workers=args.data_workers, flite_weight=args.flite_weight,
+                       recorded_voices=tuple(n.strip() for n in args.recorded_voices.split(",") if n.strip()),
+                       voice_shift_weight=args.voice_shift_weight,
+                       voice_shift_speakers_per_speaker=args.voice_shifts)
 
 
 def run(args):

@@ -27,8 +27,11 @@ class TrainConfig:
     synthetic_weight: float = 1.0
     fsdd_weight: float = 1.0
     synthetic_renditions_per_digit: int = 2
-    flite_weight: float = 0.0  # > 0: add flite's recorded-speaker voices as a source of this weight
+    flite_weight: float = 0.0  # > 0: add the recorded-speaker voices below as a source of this weight
     flite_renditions_per_digit: int = 20
+    recorded_voices: tuple = ("kal16", "awb", "rms", "slt")  # stateport.train.recorded_voices names
+    voice_shift_weight: float = 0.0  # > 0: add virtual speakers made from the FSDD training speakers
+    voice_shift_speakers_per_speaker: int = 6
     num_digits_range: tuple = (1, 8)
     emission_delay_ms: float = 300.0
     eval_every: int = 250

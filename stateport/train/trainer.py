@@ -2,7 +2,7 @@
 
 Recipe (see DESIGN.md's notes on training here):
 - utterances composed from isolated digits (FSDD training speakers, espeak-ng training
-  voices and, with ``--flite-weight``, flite's recorded-speaker voices), with wide gain,
+  voices and, with ``--flite-weight``, flite's and festival's recorded-speaker voices), with wide gain,
   noise and speed augmentation;
 - features from the torch twin of the runtime frontend (one definition for train and device).
   The built-in model keeps mel filters below 3.8 kHz (``--high-freq-hz``): FSDD is recorded
@@ -68,12 +68,17 @@ def _sources(cfg: TrainConfig, split) -> tuple[list, list]:
         if not split.dev:
             dev_sources.append(ClipSource("espeak-heldout", synthesize_digits(held_out, renditions_per_digit=1, seed=1)))
     if cfg.flite_weight > 0:
-        from .flite import flite_available, list_flite_voices, synthesize_flite_digits
+        from .recorded_voices import list_recorded_voices, synthesize_recorded_digits
 
-        if not flite_available():
-            raise InvalidInputError("flite_weight > 0 needs flite (apt-get install flite); or set it to 0")
-        clips = synthesize_flite_digits(list_flite_voices(), renditions_per_digit=cfg.flite_renditions_per_digit)
+        voices = list_recorded_voices(cfg.recorded_voices)  # a typed error names the missing package
+        clips = synthesize_recorded_digits(voices, renditions_per_digit=cfg.flite_renditions_per_digit)
         sources.append(ClipSource("flite-train", clips, cfg.flite_weight))
+    if cfg.voice_shift_weight > 0:
+        from .voice_shift import VoiceShiftConfig, voice_shifted_clips
+
+        shift = VoiceShiftConfig(speakers_per_speaker=cfg.voice_shift_speakers_per_speaker)
+        sources.append(ClipSource("fsdd-shifted", voice_shifted_clips(train_clips, shift, seed=cfg.seed),
+                                  cfg.voice_shift_weight))
     if not dev_sources:
         raise InvalidInputError("no development data: give a dev speaker or enable synthetic voices")
     return sources, dev_sources
@@ -358,7 +363,10 @@ def _batch_stream(cfg, sources, featurize, augment):
 
 def _data_description(cfg: TrainConfig) -> str:
     parts = ["FSDD training speakers"] + ["espeak-ng training voices"] * cfg.use_synthetic \
-        + [f"flite voices (weight {cfg.flite_weight:g})"] * (cfg.flite_weight > 0)
+        + [f"recorded-speaker voices {', '.join(cfg.recorded_voices)} (weight {cfg.flite_weight:g})"] \
+        * (cfg.flite_weight > 0) \
+        + [f"{cfg.voice_shift_speakers_per_speaker} Praat voice-shifted copies of each FSDD training speaker "
+           f"(weight {cfg.voice_shift_weight:g})"] * (cfg.voice_shift_weight > 0)
     return " + ".join(parts) + " (see stateport.train)"
 
 

@@ -147,13 +147,18 @@ def test_random_channel_eq_probability_zero_changes_nothing():
 
 
 def test_tiny_training_run_with_weight_average_and_band_limited_frontend(tmp_path):
-    """The averaged weights are the ones evaluated and saved, and the card's band is the recipe's."""
+    """The averaged weights are the ones evaluated and saved, and the card's band is the recipe's.
+
+    It also trains on voice-shifted virtual speakers, so that source is exercised end to end."""
+    pytest.importorskip("parselmouth")
     cfg = TrainConfig(size="tiny", steps=20, batch_size=4, eval_every=20, use_synthetic=False, dev_utterances=20,
                       num_digits_range=(1, 2), warmup_steps=5, data_workers=0, ema_decay=0.9,
-                      channel_eq_probability=1.0, arch_overrides={"input_dim": 40, "high_freq_hz": 3800.0})
+                      channel_eq_probability=1.0, arch_overrides={"input_dim": 40, "high_freq_hz": 3800.0},
+                      voice_shift_weight=1.0, voice_shift_speakers_per_speaker=1)
     result = train(cfg, str(tmp_path / "ck.pt"), progress=False, log=lambda *_: None)
     ck = torch.load(tmp_path / "ck.pt", weights_only=True)
     assert ck["config"]["input_dim"] == 40 and ck["recipe"]["train_config"]["ema_decay"] == 0.9
+    assert "voice-shifted" in ck["recipe"]["data"]
     assert result.best_step == 20 and 0.0 <= result.best_dev_wer <= 3.0
 
     from stateport.zoo import get_architecture
