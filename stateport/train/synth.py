@@ -11,7 +11,7 @@ timbre is heard in training under any accent. (Accents alone would leak: ``en-us
 Every rendition is drawn deterministically from ``(seed, voice, digit, rendition)`` and
 cached as a 16 kHz float32 WAV keyed by its parameters, so a re-run reads files instead of
 calling espeak-ng. The caching and post-processing (:func:`render_cached`) and the request
-checks are shared with the flite source (:mod:`stateport.train.flite`).
+checks are shared with the recorded-speaker voices (:mod:`stateport.train.recorded_voices`).
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ def render_cached(
     trimmed at the native rate, the rest is resampled to 16 kHz, scaled to ``config.peak``
     and stored as a float32 WAV through a temporary file and an atomic rename, so
     concurrent runs sharing the cache never see a half-written file. Shared by every
-    synthesiser (espeak-ng here, flite in :mod:`stateport.train.flite`).
+    synthesiser (espeak-ng here, flite and festival in :mod:`stateport.train.recorded_voices`).
     """
     if path.is_file():
         data, rate_hz = sf.read(str(path), dtype="float32")
