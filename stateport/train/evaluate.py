@@ -99,11 +99,84 @@ def evaluate(model_path: str, sets: list, *, threads: int = 1) -> list[dict]:
     return rows
 
 
+def format_row(row: dict) -> str:
+    """One evaluation row as the line ``ship`` and ``evaluate`` print."""
+    return (f"{row['set']:<42} WER {100 * row['wer']:6.2f} %  string acc {100 * row['string_accuracy']:6.2f} %  "
+            f"({row['utterances']} utts, {row['digits']} digits, RTF {row['rtf']:.4f})")
+
+
+def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings: int = 100,
+                        synthetic: bool = True, indices=None, work_dir: str | None = None) -> dict:
+    """Export ``checkpoint`` with its parity proof and evaluate it through the client runtime.
+
+    speaker: the FSDD speaker to test on (default: the recipe's held-out speaker); indices:
+    that speaker's recordings to use (default all 50 per digit). A model
+    whose proof fails is still evaluated — its accuracy is a fact about the weights — but
+    the result says ``"parity_passed": False`` and which checks failed, so a leave-one-out
+    study sees it; ``stateport export`` and ``ship`` refuse such a model.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from ..errors import ParityError
+    from ..export import export_model
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    recipe = data.get("recipe", {})
+    if speaker is None:
+        speaker = list(recipe.get("speakers", {}).get("test", []) or ["george"])[0]
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        path = str(Path(tmp) / "model.onnx")
+        try:
+            report = export_model(path, arch=data["architecture"], checkpoint=checkpoint).report
+            failures = []
+        except ParityError as e:
+            report, failures = e.report, [c.name for c in e.report.failures]
+        sets = speaker_sets(speaker, strings=strings, indices=indices) + ([synthetic_set(strings=strings)] if synthetic else [])
+        rows = evaluate(path, sets)
+    trained_on = recipe.get("speakers", {}).get("train", [])
+    return {"checkpoint": checkpoint, "speaker": speaker, "speaker_heard_in_training": speaker in trained_on,
+            "parity_passed": not failures, "parity_failures": failures,
+            "parity_max_scaled_diff": report.max_scaled_diff, "evaluation": rows}
+
+
+def main(argv=None) -> None:
+    """``python -m stateport.train.evaluate CHECKPOINT``: held-out accuracy of any trained checkpoint."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="Export a checkpoint (with its parity proof) and measure its digit "
+                                             "WER through the client runtime on a held-out FSDD speaker.")
+    ap.add_argument("checkpoint")
+    ap.add_argument("--speaker", default=None, help="FSDD speaker (default: the recipe's held-out speaker)")
+    ap.add_argument("--strings", type=int, default=100, help="composed digit strings per set")
+    ap.add_argument("--no-synthetic", action="store_true", help="skip the held-out espeak-ng voices")
+    ap.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
+    args = ap.parse_args(argv)
+    result = evaluate_checkpoint(args.checkpoint, speaker=args.speaker, strings=args.strings,
+                                 synthetic=not args.no_synthetic)
+    if result["speaker_heard_in_training"]:
+        print(f"WARNING: {result['speaker']} was a training speaker of this checkpoint: not a held-out figure")
+    verdict = "passed" if result["parity_passed"] else "FAILED (" + ", ".join(result["parity_failures"]) + ")"
+    print(f"parity proof {verdict}; max scaled diff {result['parity_max_scaled_diff']:.2e}")
+    for row in result["evaluation"]:
+        print(format_row(row))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 def digits_text(token_ids) -> str:
     from ..vocabulary import DIGIT_VOCABULARY
 
     return " ".join(DIGIT_VOCABULARY[t] for t in token_ids)
 
 
-__all__ = ["EvalSet", "digits_text", "digits_to_token_ids", "evaluate", "speaker_sets", "synthetic_set",
-           "transcribe"]
+__all__ = ["EvalSet", "digits_text", "digits_to_token_ids", "evaluate", "evaluate_checkpoint", "format_row",
+           "speaker_sets", "synthetic_set", "transcribe"]
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,7 @@ from ..assets import builtin_dir
 from ..export import export_model
 from .augment import NO_AUGMENTATION
 from .data import ClipSource, ComposeConfig, make_utterance
-from .evaluate import digits_text, evaluate, speaker_sets, synthetic_set
+from .evaluate import digits_text, evaluate, format_row, speaker_sets, synthetic_set
 from .fsdd import FSDD_ATTRIBUTION, load_fsdd
 
 DEMO_CLIPS = 6
@@ -78,8 +78,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     metrics = ship(args.checkpoint, strings=args.strings, synthetic=not args.no_synthetic)
     for row in metrics["evaluation"]:
-        print(f"{row['set']:<42} WER {100 * row['wer']:6.2f} %  string acc {100 * row['string_accuracy']:6.2f} %  "
-              f"({row['utterances']} utts, {row['digits']} digits, RTF {row['rtf']:.4f})")
+        print(format_row(row))
 
 
 if __name__ == "__main__":

@@ -56,3 +56,33 @@ def test_shipped_checkpoint_reproduces_the_shipped_onnx():
     # The bound is relative (1e-4 x max(1, |value|)): the shipped logits reach |10|, so their
     # absolute difference may exceed 1e-4 (measured 1.0e-4 abs, 6.3e-5 relative at worst, on c).
     assert report.passed and report.max_scaled_diff <= 1e-4
+
+
+@pytest.mark.slow
+def test_evaluate_checkpoint_reports_accuracy_proof_and_whether_the_speaker_was_heard(monkeypatch):
+    """``python -m stateport.train.evaluate``: export with proof, then accuracy through the runtime."""
+    from stateport.errors import ParityError
+    from stateport.train import evaluate as ev
+
+    ck = str(builtin_dir() / "checkpoint.pt")
+    result = ev.evaluate_checkpoint(ck, strings=3, synthetic=False, indices=range(2))
+    assert result["speaker"] == "george" and not result["speaker_heard_in_training"]
+    assert result["parity_passed"] and result["parity_failures"] == [] and result["parity_max_scaled_diff"] <= 1e-4
+    singles, strings = result["evaluation"]
+    assert (singles["utterances"], strings["utterances"]) == (20, 3)
+    assert singles["wer"] <= 0.5  # 20 isolated digits of the held-out speaker (13.6 % over all 500)
+
+    # A model whose proof fails is still measured, and the result says so.
+    import stateport.export as export_pkg
+
+    real_export = export_pkg.export_model
+
+    def failing_export(path, **kwargs):
+        result = real_export(path, **kwargs)
+        result.report.checks[0].diffs[0].max_scaled_diff = 1.0  # as if the proof had found a difference
+        raise ParityError("parity failed (test)", result.report)
+
+    monkeypatch.setattr(export_pkg, "export_model", failing_export)
+    heard = ev.evaluate_checkpoint(ck, speaker="jackson", strings=1, synthetic=False, indices=range(1))
+    assert heard["speaker_heard_in_training"] and not heard["parity_passed"] and heard["parity_failures"]
+    assert heard["evaluation"][0]["utterances"] == 10
