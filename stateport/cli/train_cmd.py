@@ -27,7 +27,7 @@ def add_parser(sub):
     p.add_argument("--subsampling", type=int, default=None,
                    help="frames stacked per recurrent step (lstm-ctc; 3 = 30 ms steps)")
     p.add_argument("--online-cmn-frames", type=float, default=None, metavar="N",
-                   help="lstm-ctc: subtract the running feature mean, starting from a prior worth N frames")
+                   help="subtract the running feature mean, starting from a prior worth N frames")
     p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..nn import CausalConv1d, ChunkedSelfAttention, StreamingModule, StridedCausalConv1d
+from ..nn import CausalConv1d, ChunkedSelfAttention, RunningMeanNorm, StreamingModule, StridedCausalConv1d
 from .common import BLANK_ID, DIGIT_VOCABULARY, FeatureNorm, fbank_frontend
 from .registry import register
 from .routing import StateRouter
@@ -131,6 +131,10 @@ class ConvSubsampling(nn.Module):
 @register("conformer", description="chunked Conformer (limited left context, 4x conv subsampling) + CTC head",
           sizes={"tiny": {"d_model": 32, "num_heads": 2, "num_layers": 2, "ff_dim": 64, "conv_kernel_size": 5,
                           "chunk_encoder_frames": 4, "left_context_encoder_frames": 8, "subsampling": 4},
+                 # small: about the training cost of the built-in lstm-ctc (0.9 M parameters, measured
+                 # 0.65 s per 16-utterance step here vs 0.35 s for lstm-ctc and 1.46 s for default).
+                 "small": {"d_model": 96, "num_heads": 4, "num_layers": 4, "ff_dim": 384, "conv_kernel_size": 15,
+                           "chunk_encoder_frames": 8, "left_context_encoder_frames": 32, "subsampling": 4},
                  "default": {"d_model": 144, "num_heads": 4, "num_layers": 6, "ff_dim": 576, "conv_kernel_size": 15,
                              "chunk_encoder_frames": 8, "left_context_encoder_frames": 32, "subsampling": 4}})
 class ConformerCtc(StreamingModule):
@@ -141,12 +145,15 @@ class ConformerCtc(StreamingModule):
 
     def __init__(self, *, d_model: int, num_heads: int, num_layers: int, ff_dim: int, conv_kernel_size: int,
                  chunk_encoder_frames: int, left_context_encoder_frames: int, subsampling: int = 4,
-                 input_dim: int = 80, vocabulary: list | None = None):
+                 input_dim: int = 80, vocabulary: list | None = None, high_freq_hz: float = 0.0,
+                 online_cmn_frames: float = 0.0):
         super().__init__()
         self.vocabulary = list(vocabulary or DIGIT_VOCABULARY)
         self.input_dim = input_dim
         self.chunk_input_frames = chunk_encoder_frames * subsampling
         self.norm = FeatureNorm(input_dim)
+        # Registered first, so its states come first (as in lstm-ctc).
+        self.cmn = RunningMeanNorm(input_dim, online_cmn_frames) if online_cmn_frames > 0 else None
         self.subsample = ConvSubsampling(input_dim, d_model, subsampling)
         self.blocks = nn.ModuleList(
             ConformerBlock(d_model, num_heads=num_heads, ff_dim=ff_dim, conv_kernel_size=conv_kernel_size,
@@ -158,12 +165,15 @@ class ConformerCtc(StreamingModule):
         # offline one when chunk boundaries fall where the offline chunks do.
         s.frames_per_step = s.frame_multiple = s.min_frames = self.chunk_input_frames
         s.subsampling = subsampling
-        s.frontend = fbank_frontend(input_dim)
+        s.frontend = fbank_frontend(input_dim, high_freq_hz)
         s.output_kind, s.output_port = "ctc", "logits"
         s.vocabulary, s.blank_id = self.vocabulary, BLANK_ID
 
     def _run(self, x: torch.Tensor, route: StateRouter | None) -> torch.Tensor:
-        y = self.subsample.run(self.norm(x), route)
+        x = self.norm(x)
+        if self.cmn is not None:
+            x = _apply(self.cmn, x, route)
+        y = self.subsample.run(x, route)
         for block in self.blocks:
             y = block.run(y, route)
         return self.head(y)

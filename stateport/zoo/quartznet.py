@@ -2,7 +2,7 @@
 
 Layout (QuartzNet, Kriman et al. 2020, made causal and without striding)::
 
-    features [B, T, 80] -> FeatureNorm -> [B, 80, T]
+    features [B, T, 80] -> FeatureNorm (-> RunningMeanNorm with online_cmn_frames) -> [B, 80, T]
     prologue   C1: separable conv (k, dilation 1) -> BN -> ReLU
     blocks     B_1..B_n, each: ``repeat`` separable sub-blocks (depthwise causal conv with
                dilation -> pointwise 1x1 -> BN), ReLU between them; the block input, through a
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..nn import CausalConv1d, StreamingLayer, StreamingModule
+from ..nn import CausalConv1d, RunningMeanNorm, StreamingLayer, StreamingModule
 from .common import BLANK_ID, DIGIT_VOCABULARY, FeatureNorm, fbank_frontend
 from .registry import register
 from .routing import StateRouter
@@ -120,7 +120,8 @@ class QuartzNetCtc(StreamingModule):
     def __init__(self, *, prologue_channels: int, prologue_kernel: int, block_channels: list,
                  block_kernels: list, block_dilations: list, repeat: int, epilogue_channels: int,
                  epilogue_kernel: int, epilogue_dilation: int = 1, input_dim: int = 80,
-                 vocabulary: list | None = None, frames_per_step: int = 16):
+                 vocabulary: list | None = None, frames_per_step: int = 16, high_freq_hz: float = 0.0,
+                 online_cmn_frames: float = 0.0):
         super().__init__()
         channels = _int_list("block_channels", block_channels)
         kernels = _int_list("block_kernels", block_kernels, len(channels))
@@ -131,6 +132,8 @@ class QuartzNetCtc(StreamingModule):
         self.input_dim = input_dim
 
         self.norm = FeatureNorm(input_dim)
+        # Registered before the convs, so its states come first (as in lstm-ctc).
+        self.cmn = RunningMeanNorm(input_dim, online_cmn_frames) if online_cmn_frames > 0 else None
         self.prologue = SeparableConvBN(input_dim, prologue_channels, kernel_size=prologue_kernel)
         blocks, c_in = [], prologue_channels
         for c_out, k, d in zip(channels, kernels, dilations):
@@ -146,7 +149,7 @@ class QuartzNetCtc(StreamingModule):
 
         s = self.streaming
         s.frames_per_step = frames_per_step
-        s.frontend = fbank_frontend(input_dim)
+        s.frontend = fbank_frontend(input_dim, high_freq_hz)
         s.output_kind, s.output_port = "ctc", "logits"
         s.vocabulary, s.blank_id = self.vocabulary, BLANK_ID
 
@@ -171,7 +174,10 @@ class QuartzNetCtc(StreamingModule):
     def step(self, x, *state):
         """x [B, T, 80] + one buffer per separable conv -> (logits [B, T, V], *new buffers)."""
         route = StateRouter(self, state)
-        y = torch.relu(route(self.prologue, self.norm(x).transpose(1, 2)))
+        x = self.norm(x)
+        if self.cmn is not None:
+            x = route(self.cmn, x)
+        y = torch.relu(route(self.prologue, x.transpose(1, 2)))
         for block in self.blocks:
             y = block.run(y, route)
         y = torch.relu(route(self.epilogue, y))

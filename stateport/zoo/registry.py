@@ -34,6 +34,7 @@ class Architecture:
     def build(self, size: str | None = None, *, config: dict | None = None, seed: int | None = 0):
         """Build the model; with a seed, weights are reproducible (so ``verify`` can rebuild them)."""
         cfg = config if config is not None else self.config_for(size)
+        self._check_options(cfg)
         if seed is not None:
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
@@ -42,6 +43,19 @@ class Architecture:
             model = self.builder(**cfg)
         model.architecture = self.name
         return model.eval()
+
+
+    def _check_options(self, cfg: dict) -> None:
+        """An option the builder does not take is a typed error naming the ones it does."""
+        import inspect
+
+        params = inspect.signature(self.builder).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        unknown = sorted(set(cfg) - set(params))
+        if unknown:
+            raise InvalidInputError(f"architecture {self.name!r} has no option(s) {', '.join(unknown)}; "
+                                    f"it takes {', '.join(sorted(params))}")
 
 
 _REGISTRY: dict[str, Architecture] = {}
