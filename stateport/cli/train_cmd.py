@@ -49,6 +49,9 @@ def add_parser(sub):
                         "praat-parselmouth: pip install 'stateport[train]')")
     p.add_argument("--voice-shifts", type=int, default=d.voice_shift_speakers_per_speaker, metavar="K",
                    help="virtual speakers per FSDD training speaker")
+    p.add_argument("--keep-eval-checkpoints", action="store_true",
+                   help="also save the checkpoint of every evaluation in OUT-without-.pt.evals/ (with an average "
+                        "of weights, the raw weights too), to study how a held-out figure varies along a run")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -76,7 +79,8 @@ def config_from_args(args):
                        device=args.device, data_workers=args.data_workers, flite_weight=args.flite_weight,
                        recorded_voices=tuple(n.strip() for n in args.recorded_voices.split(",") if n.strip()),
                        voice_shift_weight=args.voice_shift_weight,
-                       voice_shift_speakers_per_speaker=args.voice_shifts)
+                       voice_shift_speakers_per_speaker=args.voice_shifts,
+                       keep_eval_checkpoints=args.keep_eval_checkpoints)
 
 
 def run(args):

@@ -35,6 +35,7 @@ class TrainConfig:
     num_digits_range: tuple = (1, 8)
     emission_delay_ms: float = 300.0
     eval_every: int = 250
+    keep_eval_checkpoints: bool = False  # also save every evaluated checkpoint (see trainer.eval_checkpoint_dir)
     dev_utterances: int = 120
     threads: int = 1  # measured: 2 intra-op threads made LSTM training 30x slower on a busy 2-core box
     data_workers: int = 1

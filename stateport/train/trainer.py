@@ -266,6 +266,9 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
             history.append({"step": step + 1, "loss": running, "dev_wer": wer, "elapsed_s": time.time() - t0})
             if wer < best["wer"]:
                 best = {"wer": wer, "step": step + 1, "state": copy.deepcopy(kept.state_dict())}
+            if cfg.keep_eval_checkpoints:
+                _save_eval_checkpoints(out_path, step + 1, kept, model if ema is not None else None, cfg,
+                                       arch_config, split, {"wer": wer, "step": step + 1}, history)
             msg = f"step {step + 1}: loss {running:.3f}, dev WER {100 * wer:.2f} % (best {100 * best['wer']:.2f} % @ {best['step']})"
             (bar.write if bar else log)(msg)
     if bar:
@@ -381,6 +384,24 @@ def save_checkpoint(path: str, model, cfg: TrainConfig, arch_config: dict, split
                    "data": _data_description(cfg),
                    "attribution": FSDD_ATTRIBUTION},
     }, path)
+
+
+def eval_checkpoint_dir(out_path: str) -> str:
+    """Where ``keep_eval_checkpoints`` puts every evaluated checkpoint: ``<out without .pt>.evals/``."""
+    return os.path.splitext(out_path)[0] + ".evals"
+
+
+def _save_eval_checkpoints(out_path, step, kept, raw, cfg, arch_config, split, at, history) -> None:
+    """``step<N>.pt`` (the evaluated weights) and, when those are an average, ``step<N>.raw.pt``.
+
+    Why keep them: a held-out speaker's WER swings between consecutive checkpoints, and only
+    the whole curve shows how much of a recipe's figure is the recipe and how much the
+    checkpoint. They are for study; the run's own choice stays the dev-set best.
+    """
+    folder = eval_checkpoint_dir(out_path)
+    save_checkpoint(os.path.join(folder, f"step{step}.pt"), kept, cfg, arch_config, split, at, history)
+    if raw is not None:
+        save_checkpoint(os.path.join(folder, f"step{step}.raw.pt"), raw, cfg, arch_config, split, at, history)
 
 
 def recipe_of(checkpoint_path: str) -> dict:

@@ -151,15 +151,20 @@ def test_tiny_training_run_with_weight_average_and_band_limited_frontend(tmp_pat
 
     It also trains on voice-shifted virtual speakers, so that source is exercised end to end."""
     pytest.importorskip("parselmouth")
-    cfg = TrainConfig(size="tiny", steps=20, batch_size=4, eval_every=20, use_synthetic=False, dev_utterances=20,
+    cfg = TrainConfig(size="tiny", steps=20, batch_size=4, eval_every=10, use_synthetic=False, dev_utterances=20,
                       num_digits_range=(1, 2), warmup_steps=5, data_workers=0, ema_decay=0.9,
                       channel_eq_probability=1.0, arch_overrides={"input_dim": 40, "high_freq_hz": 3800.0},
-                      voice_shift_weight=1.0, voice_shift_speakers_per_speaker=1)
+                      voice_shift_weight=1.0, voice_shift_speakers_per_speaker=1, keep_eval_checkpoints=True)
     result = train(cfg, str(tmp_path / "ck.pt"), progress=False, log=lambda *_: None)
     ck = torch.load(tmp_path / "ck.pt", weights_only=True)
     assert ck["config"]["input_dim"] == 40 and ck["recipe"]["train_config"]["ema_decay"] == 0.9
     assert "voice-shifted" in ck["recipe"]["data"]
-    assert result.best_step == 20 and 0.0 <= result.best_dev_wer <= 3.0
+    # Every evaluation's weights are kept: the average (what was evaluated) and the raw weights.
+    kept = sorted(p.name for p in (tmp_path / "ck.evals").iterdir())
+    assert kept == ["step10.pt", "step10.raw.pt", "step20.pt", "step20.raw.pt"]
+    chosen = torch.load(tmp_path / "ck.evals" / f"step{result.best_step}.pt", weights_only=True)
+    assert all(torch.equal(chosen["state_dict"][k], ck["state_dict"][k]) for k in ck["state_dict"])
+    assert result.best_step in (10, 20) and 0.0 <= result.best_dev_wer <= 3.0
 
     from stateport.zoo import get_architecture
 
