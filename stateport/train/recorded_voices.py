@@ -96,12 +96,12 @@ class RenditionConfig:
             raise InvalidInputError(f"f0_scale_range must lie in 0.5..2.0, got {self.f0_scale_range}")
 
 
+_EXECUTABLES = {"flite": ("flite",), "festival": ("festival", "text2wave")}  # what each engine runs
+
+
 def engine_available(engine: str) -> bool:
     """Whether the synthesiser's executable is on PATH (``flite``; ``festival`` and ``text2wave``)."""
     return all(shutil.which(exe) is not None for exe in _EXECUTABLES[engine])
-
-
-_EXECUTABLES = {"flite": ("flite",), "festival": ("festival", "text2wave")}
 
 
 @functools.lru_cache(maxsize=None)
