@@ -106,7 +106,7 @@ def format_row(row: dict) -> str:
 
 
 def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings: int = 100,
-                        synthetic: bool = True, indices=None, work_dir: str | None = None) -> dict:
+                        synthetic: bool = True, indices=None) -> dict:
     """Export ``checkpoint`` with its parity proof and evaluate it through the client runtime.
 
     speaker: the FSDD speaker to test on (default: the recipe's held-out speaker); indices:
@@ -127,7 +127,7 @@ def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings:
     recipe = data.get("recipe", {})
     if speaker is None:
         speaker = list(recipe.get("speakers", {}).get("test", []) or ["george"])[0]
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.onnx")
         try:
             report = export_model(path, arch=data["architecture"], checkpoint=checkpoint).report

@@ -68,8 +68,8 @@ RECORDED_VOICES = (
     RecordedVoice("slt", 180.0),
     RecordedVoice("ked", 105.0, "festival"),
 )
-DEFAULT_VOICES = ("kal16", "awb", "rms", "slt")
-"""The shipped recipe's voices (flite only)."""
+"""Every voice known here; a recipe names the ones it uses (``TrainConfig.recorded_voices``,
+the shipped four flite voices by default)."""
 
 
 @dataclass(frozen=True)
