@@ -37,6 +37,11 @@ def add_parser(sub):
     p.add_argument("--device", default=d.device, help="torch device for the model, e.g. 'cuda' (data is made on CPU)")
     p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes making training batches")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
+    p.add_argument("--fsdd-weight", type=float, default=d.fsdd_weight, metavar="W",
+                   help="weight of the real FSDD training speakers among the sources (a batch draws each "
+                        "source in proportion to its weight)")
+    p.add_argument("--synthetic-weight", type=float, default=d.synthetic_weight, metavar="W",
+                   help="weight of the espeak-ng voices among the sources")
     p.add_argument("--flite-weight", type=float, default=0.0, metavar="W",
                    help="add voices built from recordings of real speakers (flite, festival; see "
                         "--recorded-voices) as a source of weight W (FSDD and espeak-ng weigh 1; 0 = off)")
@@ -77,6 +82,7 @@ def config_from_args(args):
                        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
                        device=args.device, data_workers=args.data_workers, flite_weight=args.flite_weight,
+                       fsdd_weight=args.fsdd_weight, synthetic_weight=args.synthetic_weight,
                        recorded_voices=tuple(n.strip() for n in args.recorded_voices.split(",") if n.strip()),
                        voice_shift_weight=args.voice_shift_weight,
                        voice_shift_speakers_per_speaker=args.voice_shifts,
