@@ -266,6 +266,9 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
             history.append({"step": step + 1, "loss": running, "dev_wer": wer, "elapsed_s": time.time() - t0})
             if wer < best["wer"]:
                 best = {"wer": wer, "step": step + 1, "state": copy.deepcopy(kept.state_dict())}
+                # Saved at every new best, not only at the end: a run of an hour that is
+                # killed keeps its best checkpoint so far (the end rewrites it, full history).
+                save_checkpoint(out_path, kept, cfg, arch_config, split, best, history)
             if cfg.keep_eval_checkpoints:
                 _save_eval_checkpoints(out_path, step + 1, kept, model if ema is not None else None, cfg,
                                        arch_config, split, {"wer": wer, "step": step + 1}, history)
@@ -374,7 +377,9 @@ def _data_description(cfg: TrainConfig) -> str:
 
 
 def save_checkpoint(path: str, model, cfg: TrainConfig, arch_config: dict, split, best: dict, history: list) -> None:
+    """Write atomically (a temporary file, then a rename): a run killed mid-write keeps the old file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = path + ".partial"
     torch.save({
         "architecture": cfg.arch,
         "config": arch_config,
@@ -383,7 +388,8 @@ def save_checkpoint(path: str, model, cfg: TrainConfig, arch_config: dict, split
                    "best_step": best["step"], "best_dev_wer": best["wer"], "history": history,
                    "data": _data_description(cfg),
                    "attribution": FSDD_ATTRIBUTION},
-    }, path)
+    }, partial)
+    os.replace(partial, path)
 
 
 def eval_checkpoint_dir(out_path: str) -> str:

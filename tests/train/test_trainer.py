@@ -68,6 +68,25 @@ def test_tiny_training_run_reduces_the_loss(tmp_path):
     assert "CC BY-SA 4.0" in recipe["attribution"]
 
 
+def test_a_killed_run_keeps_its_best_checkpoint_so_far(tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_evaluation(message):  # called once per evaluation, after it
+        raise Killed(message)
+
+    cfg = TrainConfig(size="tiny", steps=40, batch_size=4, eval_every=10, use_synthetic=False, dev_utterances=20,
+                      num_digits_range=(1, 2), warmup_steps=5, data_workers=0)
+    with pytest.raises(Killed, match="step 10"):
+        train(cfg, str(tmp_path / "ck.pt"), progress=False, log=kill_after_first_evaluation)
+    ck = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert ck["recipe"]["best_step"] == 10 and [h["step"] for h in ck["recipe"]["history"]] == [10]
+    assert not (tmp_path / "ck.pt.partial").exists()
+    from stateport.zoo import get_architecture
+
+    get_architecture("lstm-ctc").build(config=ck["config"]).load_state_dict(ck["state_dict"])
+
+
 def _reference_restricted_ctc(log_probs, target, allowed):
     """Plain alpha recursion over the extended label sequence, disallowed emissions removed."""
     T = log_probs.shape[0]
