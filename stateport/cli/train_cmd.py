@@ -29,6 +29,9 @@ def add_parser(sub):
     p.add_argument("--online-cmn-frames", type=float, default=None, metavar="N",
                    help="subtract the running feature mean, starting from a prior worth N frames")
     p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
+    p.add_argument("--onset-cut", type=float, default=0.0, metavar="P",
+                   help="chance that a clip loses the start of its word (0-30 ms past its speech onset), as "
+                        "FSDD's trimmed recordings often do (0 = off)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -67,6 +70,8 @@ def config_from_args(args):
 
     dev = None if str(args.dev_speaker).lower() == "none" else args.dev_speaker
     augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
+    if args.onset_cut:
+        augment["onset_cut_probability"] = args.onset_cut
     overrides = {"dropout": args.dropout} if args.dropout else {}
     if args.mel_bins:
         overrides["input_dim"] = args.mel_bins

@@ -37,6 +37,13 @@ class AugmentConfig:
     noise_colors: drawn uniformly: "white" (flat), "pink" (1/f power), "brown" (1/f^2).
     max_peak: after everything, an utterance whose |peak| exceeds this is scaled down
         (uniformly, no clipping, so the waveform shape is kept).
+    onset_cut_probability: chance that a clip loses the start of its word: it is cut at its
+        speech onset (:func:`speech_onset_sample`) plus a uniform ``onset_cut_ms_range``.
+        Why: FSDD's recordings were trimmed by an energy detector, and many start at their
+        first sample with the word's first tens of ms gone. The held-out speaker george's
+        recordings 28-39 all do (0 ms before the onset); the built-in model missed 32 % of
+        them against 9 % of the rest, and cutting 10 ms past the onset of the rest raised their
+        WER from 8.4 % to 20.5 %. Training on cut onsets teaches the rest of the word.
     """
 
     gain_db_range: tuple[float, float] = (-20.0, 6.0)
@@ -46,9 +53,11 @@ class AugmentConfig:
     snr_db_range: tuple[float, float] = (5.0, 40.0)
     noise_colors: tuple[str, ...] = NOISE_COLORS
     max_peak: float = 0.99
+    onset_cut_probability: float = 0.0
+    onset_cut_ms_range: tuple[float, float] = (0.0, 30.0)
 
     def __post_init__(self) -> None:
-        for name in ("gain_db_range", "speed_range", "snr_db_range"):
+        for name in ("gain_db_range", "speed_range", "snr_db_range", "onset_cut_ms_range"):
             lo, hi = getattr(self, name)
             if not lo <= hi:
                 raise InvalidInputError(f"{name} must be (low, high) with low <= high, got {(lo, hi)}")
@@ -58,6 +67,10 @@ class AugmentConfig:
             raise InvalidInputError(f"clip_gain_jitter_db must be >= 0, got {self.clip_gain_jitter_db}")
         if not 0.0 <= self.noise_probability <= 1.0:
             raise InvalidInputError(f"noise_probability must be in [0, 1], got {self.noise_probability}")
+        if not 0.0 <= self.onset_cut_probability <= 1.0:
+            raise InvalidInputError(f"onset_cut_probability must be in [0, 1], got {self.onset_cut_probability}")
+        if self.onset_cut_ms_range[0] < 0:
+            raise InvalidInputError(f"onset_cut_ms_range must be >= 0 ms, got {self.onset_cut_ms_range}")
         bad = [c for c in self.noise_colors if c not in NOISE_COLORS]
         if bad or not self.noise_colors:
             raise InvalidInputError(f"noise_colors must be a non-empty subset of {NOISE_COLORS}, got {self.noise_colors}")
@@ -86,6 +99,33 @@ def limit_peak(waveform: np.ndarray, max_peak: float = 0.99) -> tuple[np.ndarray
     peak = float(np.abs(x).max()) if x.size else 0.0
     scale = 1.0 if peak <= max_peak else max_peak / peak
     return (x * np.float32(scale)).astype(np.float32, copy=False), scale
+
+
+ONSET_WINDOW_MS = 10.0
+ONSET_ENERGY_FRACTION = 0.01  # of the clip's loudest 10 ms: the trimmer-like onset measure
+MIN_CLIP_LEFT_MS = 100.0  # a cut never leaves less of a clip than this
+
+
+def speech_onset_sample(waveform: np.ndarray, sample_rate_hz: int) -> int:
+    """First sample whose 10 ms mean energy reaches 1 % of the clip's loudest 10 ms (0 if silent)."""
+    x = np.asarray(waveform, dtype=np.float64)
+    n = max(int(ONSET_WINDOW_MS * sample_rate_hz / 1000), 1)
+    if x.size < n:
+        return 0
+    energy = np.convolve(x * x, np.ones(n) / n, mode="valid")  # energy[i]: samples i..i+n-1
+    peak = float(energy.max())
+    if peak <= 0.0:
+        return 0
+    return int(np.argmax(energy >= ONSET_ENERGY_FRACTION * peak))
+
+
+def cut_onset(waveform: np.ndarray, cut_ms_after_onset: float, sample_rate_hz: int) -> np.ndarray:
+    """The clip from ``cut_ms_after_onset`` past its speech onset on, keeping at least 100 ms."""
+    x = np.asarray(waveform, dtype=np.float32)
+    start = speech_onset_sample(x, sample_rate_hz) + int(cut_ms_after_onset * sample_rate_hz / 1000)
+    keep = int(MIN_CLIP_LEFT_MS * sample_rate_hz / 1000)
+    start = max(min(start, x.size - keep), 0)
+    return x[start:]
 
 
 def colored_noise(rng: np.random.Generator, num_samples: int, color: str = "white") -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..vocabulary import BLANK_ID, DIGIT_VOCABULARY  # one inventory for data, models and cards
-from .augment import NO_AUGMENTATION, AugmentConfig, augment_waveform, db_to_gain, speed_perturb
+from .augment import NO_AUGMENTATION, AugmentConfig, augment_waveform, cut_onset, db_to_gain, speed_perturb
 from .clips import DIGIT_WORDS, TRAIN_SAMPLE_RATE_HZ, Clip, resample, trim_silence
 from .fsdd import (
     FSDD_ATTRIBUTION,
@@ -384,6 +384,13 @@ def make_utterance(
     if factor != 1.0:
         clips = [
             Clip(speed_perturb(c.waveform, factor), c.digit, c.speaker, c.source, c.name) for c in clips
+        ]
+    if augment.onset_cut_probability > 0:  # draws nothing when off, so older recipes replay exactly
+        clips = [
+            Clip(cut_onset(c.waveform, float(rng.uniform(*augment.onset_cut_ms_range)), TRAIN_SAMPLE_RATE_HZ),
+                 c.digit, c.speaker, c.source, c.name)
+            if rng.random() < augment.onset_cut_probability else c
+            for c in clips
         ]
     composed = compose_utterance(clips, rng, config=compose, clip_gain_jitter_db=augment.clip_gain_jitter_db)
     # Report the ClipSource's name (e.g. "espeak-train"), which is what the mixing weights name.

@@ -1,5 +1,6 @@
 """Digit-string training data: composition spans, splits, augmentation, FSDD and espeak-ng."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -13,7 +14,9 @@ from stateport.train.augment import (
     AugmentConfig,
     augment_waveform,
     colored_noise,
+    cut_onset,
     limit_peak,
+    speech_onset_sample,
     speed_perturb,
 )
 from stateport.train.data import (
@@ -26,6 +29,7 @@ from stateport.train.data import (
     emission_mask,
     iterate_batches,
     make_batch,
+    make_utterance,
     spans_to_frame_spans,
     token_ids_to_digits,
 )
@@ -185,6 +189,37 @@ def test_speed_perturb_and_peak_limit():
     assert abs(np.abs(y).max() - 0.99) < 1e-6 and scale < 1
     with pytest.raises(InvalidInputError):
         speed_perturb(x, 3.0)
+
+
+def test_onset_cut_removes_the_start_of_the_word_and_keeps_the_rest():
+    # 200 ms of near-silence, then a 300 ms tone: the onset is where the tone starts.
+    quiet = np.full(3200, 1e-4, np.float32)
+    tone = (0.5 * np.sin(np.arange(4800) * 0.3)).astype(np.float32)
+    x = np.concatenate([quiet, tone])
+    onset = speech_onset_sample(x, SR)
+    assert 3200 - 160 <= onset <= 3200  # within the 10 ms energy window before the tone
+    cut = cut_onset(x, 20.0, SR)
+    np.testing.assert_array_equal(cut, x[onset + 320:])  # 20 ms past the onset
+    assert cut_onset(x, 1000.0, SR).shape[0] == 1600  # never less than 100 ms of the clip left
+    assert speech_onset_sample(np.zeros(4000, np.float32), SR) == 0
+    with pytest.raises(InvalidInputError, match="onset_cut_probability"):
+        AugmentConfig(onset_cut_probability=1.5)
+
+
+def test_onset_cut_shortens_clips_keeps_spans_exact_and_draws_nothing_when_off():
+    source = [ClipSource("a", _fake_clips(speakers=("alice",)))]
+    off = make_batch(np.random.default_rng(3), 6, source, augment=NO_AUGMENTATION)
+    same = make_batch(np.random.default_rng(3), 6, source,
+                      augment=dataclasses.replace(NO_AUGMENTATION, onset_cut_probability=0.0))
+    np.testing.assert_array_equal(off.waveforms, same.waveforms)  # 0 draws nothing: old recipes replay
+    cut_all = dataclasses.replace(NO_AUGMENTATION, onset_cut_probability=1.0, onset_cut_ms_range=(20.0, 20.0))
+    for seed in range(5):
+        # The first utterance of a generator draws its digits before any cut: same digits, shorter clips.
+        _, whole = make_utterance(np.random.default_rng(seed), source, augment=NO_AUGMENTATION)
+        _, cut = make_utterance(np.random.default_rng(seed), source, augment=cut_all)
+        np.testing.assert_array_equal(cut.token_ids, whole.token_ids)
+        # fake clips are loud from their first sample: the onset is 0, so each loses 20 ms
+        np.testing.assert_array_equal(np.diff(cut.spans_samples, axis=1), np.diff(whole.spans_samples, axis=1) - 320)
 
 
 def test_speaker_splits_never_leak():
