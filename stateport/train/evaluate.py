@@ -93,10 +93,15 @@ def evaluate(model_path: str, sets: list, *, threads: int = 1) -> list[dict]:
             refs.append(list(ref))
             audio_s += len(wave) / TRAIN_SAMPLE_RATE_HZ
         elapsed = time.perf_counter() - t0
-        rows.append({"set": s.name, "utterances": len(refs), "digits": sum(len(r) for r in refs),
-                     "wer": word_error_rate(refs, hyps), "string_accuracy": string_accuracy(refs, hyps),
-                     "audio_s": round(audio_s, 1), "rtf": elapsed / max(audio_s, 1e-9)})
+        rows.append(accuracy_row(s.name, refs, hyps) | {"audio_s": round(audio_s, 1),
+                                                        "rtf": elapsed / max(audio_s, 1e-9)})
     return rows
+
+
+def accuracy_row(name: str, refs: list, hyps: list) -> dict:
+    """A set's digit WER, string accuracy and counts (token id lists in, one per utterance)."""
+    return {"set": name, "utterances": len(refs), "digits": sum(len(r) for r in refs),
+            "wer": word_error_rate(refs, hyps), "string_accuracy": string_accuracy(refs, hyps)}
 
 
 def format_row(row: dict) -> str:
@@ -174,7 +179,7 @@ def digits_text(token_ids) -> str:
     return " ".join(DIGIT_VOCABULARY[t] for t in token_ids)
 
 
-__all__ = ["EvalSet", "digits_text", "digits_to_token_ids", "evaluate", "evaluate_checkpoint", "format_row",
+__all__ = ["EvalSet", "accuracy_row", "digits_text", "digits_to_token_ids", "evaluate", "evaluate_checkpoint", "format_row",
            "speaker_sets", "synthetic_set", "transcribe"]
 
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .evaluate import speaker_sets
-from .metrics import string_accuracy, word_error_rate
+from .evaluate import accuracy_row, speaker_sets
 
 _STEP_FILE = re.compile(r"^step(\d+)(\.raw)?\.pt$")
 
@@ -58,7 +57,7 @@ def offline_rows(checkpoint: str, sets: list, *, batch_size: int = 50) -> list[d
     import torch
 
     from ..zoo import get_architecture
-    from .trainer import _Featurizer, greedy_tokens
+    from .trainer import _Featurizer, decode_offline
 
     data = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = get_architecture(data["architecture"]).build(config=data["config"])
@@ -74,14 +73,9 @@ def offline_rows(checkpoint: str, sets: list, *, batch_size: int = 50) -> list[d
             waves = np.zeros((len(batch), lengths.max()), np.float32)
             for i, (w, _) in enumerate(batch):
                 waves[i, :len(w)] = w
-            feats, frames = featurize(waves, lengths)
-            frames = featurize.output_frames(frames)
-            with torch.no_grad():
-                (logits,) = model(feats)
-            hyps += [greedy_tokens(logits[i].numpy(), int(frames[i])) for i in range(len(batch))]
+            hyps += decode_offline(model, featurize, waves, lengths)
             refs += [list(ref) for _, ref in batch]
-        rows.append({"set": s.name, "utterances": len(refs), "digits": sum(len(r) for r in refs),
-                     "wer": word_error_rate(refs, hyps), "string_accuracy": string_accuracy(refs, hyps)})
+        rows.append(accuracy_row(s.name, refs, hyps))
     return rows
 
 

@@ -165,22 +165,25 @@ def _dev_set(cfg: TrainConfig, dev_sources) -> list:
             for _ in range(max(cfg.dev_utterances // 20, 1))]
 
 
+def decode_offline(model, featurize: _Featurizer, waveforms: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    """Greedy CTC token ids of the offline forward, one list per padded waveform [B, N]."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        feats, frames = featurize(waveforms, lengths)
+        frames = featurize.output_frames(frames)
+        (logits,) = model(feats.to(device))
+    logits = logits.cpu().numpy()
+    return [greedy_tokens(logits[i], int(frames[i])) for i in range(len(frames))]
+
+
 def evaluate_torch(model, featurize: _Featurizer, batches: list) -> float:
     """Token (digit) error rate of greedy decoding of the offline forward over ``batches``."""
     errors = total = 0
     model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for b in batches:
-            feats, frames = featurize(b.waveforms, b.waveform_lengths)
-            frames = featurize.output_frames(frames)
-            (logits,) = model(feats.to(device))
-            logits = logits.cpu()
-            for i in range(len(frames)):
-                hyp = greedy_tokens(logits[i].numpy(), int(frames[i]))
-                ref = b.targets[i, : b.target_lengths[i]].tolist()
-                e, n = token_error_counts(ref, hyp)
-                errors, total = errors + e, total + n
+    for b in batches:
+        for i, hyp in enumerate(decode_offline(model, featurize, b.waveforms, b.waveform_lengths)):
+            e, n = token_error_counts(b.targets[i, : b.target_lengths[i]].tolist(), hyp)
+            errors, total = errors + e, total + n
     return errors / max(total, 1)
 
 
