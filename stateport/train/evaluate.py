@@ -110,6 +110,11 @@ def format_row(row: dict) -> str:
             f"({row['utterances']} utts, {row['digits']} digits, RTF {row['rtf']:.4f})")
 
 
+def held_out_speaker(recipe: dict) -> str:
+    """The FSDD speaker a checkpoint's recipe held out of training (george for a recipe without one)."""
+    return list(recipe.get("speakers", {}).get("test", []) or ["george"])[0]
+
+
 def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings: int = 100,
                         synthetic: bool = True, indices=None) -> dict:
     """Export ``checkpoint`` with its parity proof and evaluate it through the client runtime.
@@ -131,7 +136,7 @@ def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings:
     data = torch.load(checkpoint, map_location="cpu", weights_only=True)
     recipe = data.get("recipe", {})
     if speaker is None:
-        speaker = list(recipe.get("speakers", {}).get("test", []) or ["george"])[0]
+        speaker = held_out_speaker(recipe)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.onnx")
         try:
@@ -180,6 +185,7 @@ def digits_text(token_ids) -> str:
 
 
 __all__ = ["EvalSet", "accuracy_row", "digits_text", "digits_to_token_ids", "evaluate", "evaluate_checkpoint", "format_row",
+           "held_out_speaker",
            "speaker_sets", "synthetic_set", "transcribe"]
 
 

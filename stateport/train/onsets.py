@@ -34,10 +34,9 @@ def lead_ms(waveform: np.ndarray) -> float:
     return 1000.0 * speech_onset_sample(waveform, TRAIN_SAMPLE_RATE_HZ) / TRAIN_SAMPLE_RATE_HZ
 
 
-def _wer(checkpoint: str, name: str, clips, cut_ms: float | None = None) -> float:
-    items = [(_pad(c.waveform if cut_ms is None else cut_onset(c.waveform, cut_ms, TRAIN_SAMPLE_RATE_HZ)),
-              [c.digit + 1]) for c in clips]
-    return offline_rows(checkpoint, [EvalSet(name, items)])[0]["wer"]
+def _single_digits(name: str, clips, cut_ms: float | None = None) -> EvalSet:
+    return EvalSet(name, [(_pad(c.waveform if cut_ms is None else cut_onset(c.waveform, cut_ms, TRAIN_SAMPLE_RATE_HZ)),
+                           [c.digit + 1]) for c in clips])
 
 
 def onset_report(checkpoint: str, speaker: str, *, indices=None) -> dict:
@@ -48,12 +47,15 @@ def onset_report(checkpoint: str, speaker: str, *, indices=None) -> dict:
     with_lead = [c for c, ms in zip(clips, leads) if ms >= NO_LEAD_MS]
     report = {"speaker": speaker, "recordings": len(clips), "lead_ms_median": float(np.median(leads)),
               "without_lead": len(without), "with_lead": len(with_lead)}
+    sets = ([_single_digits("no lead", without)] if without else []) + (
+        [_single_digits("lead", with_lead)] + [_single_digits(f"{ms:g}", with_lead, ms) for ms in CUT_PAST_ONSET_MS]
+        if with_lead else [])
+    wers = iter(row["wer"] for row in offline_rows(checkpoint, sets))  # one model load for every set
     if without:
-        report["wer_without_lead"] = _wer(checkpoint, "no lead", without)
+        report["wer_without_lead"] = next(wers)
     if with_lead:
-        report["wer_with_lead"] = _wer(checkpoint, "lead", with_lead)
-        report["wer_with_lead_cut_past_onset"] = {f"{ms:g}": _wer(checkpoint, "cut", with_lead, ms)
-                                                  for ms in CUT_PAST_ONSET_MS}
+        report["wer_with_lead"] = next(wers)
+        report["wer_with_lead_cut_past_onset"] = {f"{ms:g}": next(wers) for ms in CUT_PAST_ONSET_MS}
     return report
 
 

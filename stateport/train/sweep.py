@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .evaluate import accuracy_row, speaker_sets
+from .evaluate import accuracy_row, held_out_speaker, speaker_sets
 
 _STEP_FILE = re.compile(r"^step(\d+)(\.raw)?\.pt$")
 
@@ -110,8 +110,8 @@ def main(argv=None) -> None:
     checkpoints = kept_checkpoints(args.folder, from_step=args.from_step, raw=args.raw)
     speaker = args.speaker
     if speaker is None:
-        recipe = torch.load(checkpoints[0].path, map_location="cpu", weights_only=True).get("recipe", {})
-        speaker = (recipe.get("speakers", {}).get("test") or ["george"])[0]
+        speaker = held_out_speaker(torch.load(checkpoints[0].path, map_location="cpu", weights_only=True)
+                                   .get("recipe", {}))
     result = sweep(checkpoints, speaker, strings=args.strings)
     names = [r["set"] for r in result["summary"]]
     print(f"{'step':>6}  " + "  ".join(f"{n:>24}" for n in names) + "   (digit WER %, torch offline)")
