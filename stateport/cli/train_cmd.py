@@ -32,6 +32,11 @@ def add_parser(sub):
     p.add_argument("--onset-cut", type=float, default=0.0, metavar="P",
                    help="chance that a clip loses the start of its word (0-30 ms past its speech onset), as "
                         "FSDD's trimmed recordings often do (0 = off)")
+    p.add_argument("--onset-cut-level-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="where a cut word starts: the first 10 ms reaching this level relative to the clip's "
+                        "loudest 10 ms, uniform in dB (default -20 -20: the onset; 0 cuts to the loudest 10 ms)")
+    p.add_argument("--onset-cut-ms", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="how far past that point the cut falls, uniform in ms (default 0 30)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -72,6 +77,10 @@ def config_from_args(args):
     augment = {"speed_range": tuple(args.speed_range)} if args.speed_range else {}
     if args.onset_cut:
         augment["onset_cut_probability"] = args.onset_cut
+    if args.onset_cut_level_db:
+        augment["onset_cut_level_db_range"] = tuple(args.onset_cut_level_db)
+    if args.onset_cut_ms:
+        augment["onset_cut_ms_range"] = tuple(args.onset_cut_ms)
     overrides = {"dropout": args.dropout} if args.dropout else {}
     if args.mel_bins:
         overrides["input_dim"] = args.mel_bins

@@ -361,6 +361,15 @@ def _draw_num_digits(rng: np.random.Generator, num_digits_range: tuple[int, int]
     return int(rng.integers(lo, hi + 1))
 
 
+def _cut_clip(rng: np.random.Generator, clip: Clip, augment: AugmentConfig) -> Clip:
+    """``clip`` without the start of its word (:attr:`AugmentConfig.onset_cut_probability`)."""
+    ms = float(rng.uniform(*augment.onset_cut_ms_range))
+    lo, hi = augment.onset_cut_level_db_range
+    level_db = float(rng.uniform(lo, hi)) if lo < hi else lo  # a fixed level draws nothing: older recipes replay
+    return Clip(cut_onset(clip.waveform, ms, TRAIN_SAMPLE_RATE_HZ, level_db),
+                clip.digit, clip.speaker, clip.source, clip.name)
+
+
 def make_utterance(
     rng: np.random.Generator,
     sources: Sequence[ClipSource],
@@ -386,12 +395,7 @@ def make_utterance(
             Clip(speed_perturb(c.waveform, factor), c.digit, c.speaker, c.source, c.name) for c in clips
         ]
     if augment.onset_cut_probability > 0:  # draws nothing when off, so older recipes replay exactly
-        clips = [
-            Clip(cut_onset(c.waveform, float(rng.uniform(*augment.onset_cut_ms_range)), TRAIN_SAMPLE_RATE_HZ),
-                 c.digit, c.speaker, c.source, c.name)
-            if rng.random() < augment.onset_cut_probability else c
-            for c in clips
-        ]
+        clips = [_cut_clip(rng, c, augment) if rng.random() < augment.onset_cut_probability else c for c in clips]
     composed = compose_utterance(clips, rng, config=compose, clip_gain_jitter_db=augment.clip_gain_jitter_db)
     # Report the ClipSource's name (e.g. "espeak-train"), which is what the mixing weights name.
     composed = dataclasses.replace(composed, source=source.name)

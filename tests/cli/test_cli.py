@@ -88,12 +88,14 @@ def test_train_flags_become_the_training_config():
         "--dev-speaker", "none", "--mel-bins", "40", "--high-freq-hz", "3800", "--subsampling", "3",
         "--channel-eq", "0.5", "--ema-decay", "0.998", "--speed-range", "0.85", "1.15", "--dropout", "0.2",
         "--flite-weight", "0.5", "--recorded-voices", "slt, ked", "--voice-shift-weight", "1", "--voice-shifts", "4",
-        "--fsdd-weight", "2", "--synthetic-weight", "0.5", "--onset-cut", "0.3"])
+        "--fsdd-weight", "2", "--synthetic-weight", "0.5", "--onset-cut", "0.3",
+        "--onset-cut-level-db", "-20", "0", "--onset-cut-ms", "0", "0"])
     cfg = config_from_args(args)
     assert cfg.dev_speaker is None and cfg.steps == 3000 and cfg.batch_size == 16
     assert cfg.arch_overrides == {"dropout": 0.2, "input_dim": 40, "high_freq_hz": 3800.0, "subsampling": 3}
     assert cfg.channel_eq_probability == 0.5 and cfg.ema_decay == 0.998
-    assert cfg.augment == {"speed_range": (0.85, 1.15), "onset_cut_probability": 0.3}
+    assert cfg.augment == {"speed_range": (0.85, 1.15), "onset_cut_probability": 0.3,
+                           "onset_cut_level_db_range": (-20.0, 0.0), "onset_cut_ms_range": (0.0, 0.0)}
     assert cfg.flite_weight == 0.5 and cfg.recorded_voices == ("slt", "ked")
     assert cfg.voice_shift_weight == 1.0 and cfg.voice_shift_speakers_per_speaker == 4
     assert cfg.fsdd_weight == 2.0 and cfg.synthetic_weight == 0.5

@@ -206,6 +206,34 @@ def test_onset_cut_removes_the_start_of_the_word_and_keeps_the_rest():
         AugmentConfig(onset_cut_probability=1.5)
 
 
+def test_onset_cut_at_a_level_starts_the_word_where_it_first_gets_that_loud():
+    # A word that swells: 100 ms at each of four levels 10 dB apart (energy), then its loudest 100 ms.
+    levels_db = [-40.0, -30.0, -20.0, -10.0, 0.0]
+    x = np.concatenate([10 ** (db / 20) * np.sin(np.arange(1600) * 0.3) for db in levels_db]).astype(np.float32)
+    assert speech_onset_sample(x, SR) == speech_onset_sample(x, SR, -20.0)  # the default is the -20 dB onset
+    for i, db in enumerate(levels_db):
+        start = speech_onset_sample(x, SR, db - 5.0)  # 5 dB below part i: reached first in part i
+        assert 1600 * i - 160 <= start <= 1600 * i, (db, start)  # within the 10 ms window before that part
+    assert 1600 * 4 - 160 <= speech_onset_sample(x, SR, 0.0) < 8000  # 0 dB: the loudest 10 ms itself
+    # 0 dB: the clip starts at its loudest 10 ms, keeping >= 100 ms; the ms offset is added after the level.
+    assert cut_onset(x, 0.0, SR, 0.0).shape[0] >= 1600
+    np.testing.assert_array_equal(cut_onset(x, 10.0, SR, -10.0), x[speech_onset_sample(x, SR, -10.0) + 160:])
+    with pytest.raises(InvalidInputError, match="onset_cut_level_db_range"):
+        AugmentConfig(onset_cut_level_db_range=(-10.0, 3.0))
+
+
+def test_onset_cut_level_draws_only_when_it_is_a_range():
+    source = [ClipSource("a", _fake_clips(speakers=("alice",)))]
+    old = dataclasses.replace(NO_AUGMENTATION, onset_cut_probability=0.5)
+    fixed = dataclasses.replace(old, onset_cut_level_db_range=(-20.0, -20.0))
+    drawn = dataclasses.replace(old, onset_cut_level_db_range=(-20.0, 0.0))
+    a = make_batch(np.random.default_rng(4), 6, source, augment=old)
+    b = make_batch(np.random.default_rng(4), 6, source, augment=fixed)
+    c = make_batch(np.random.default_rng(4), 6, source, augment=drawn)
+    np.testing.assert_array_equal(a.waveforms, b.waveforms)  # a fixed level replays the older onset-cut recipe
+    assert a.waveforms.shape != c.waveforms.shape or not np.array_equal(a.waveforms, c.waveforms)
+
+
 def test_onset_cut_shortens_clips_keeps_spans_exact_and_draws_nothing_when_off():
     source = [ClipSource("a", _fake_clips(speakers=("alice",)))]
     off = make_batch(np.random.default_rng(3), 6, source, augment=NO_AUGMENTATION)
