@@ -121,14 +121,22 @@ ONSET_LEVEL_DB = -20.0  # 1 % of the clip's loudest 10 ms in energy: the trimmer
 MIN_CLIP_LEFT_MS = 100.0  # a cut never leaves less of a clip than this
 
 
-def speech_onset_sample(waveform: np.ndarray, sample_rate_hz: int, level_db: float = ONSET_LEVEL_DB) -> int:
-    """First sample whose 10 ms mean energy reaches ``level_db`` relative to the clip's loudest
-    10 ms (default -20 dB, 1 %); 0 if silent."""
+def window_energy(waveform: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """Mean energy of every 10 ms window: float64 [N - n + 1], entry i over samples i..i+n-1
+    (empty for a clip shorter than 10 ms)."""
     x = np.asarray(waveform, dtype=np.float64)
     n = max(int(ONSET_WINDOW_MS * sample_rate_hz / 1000), 1)
     if x.size < n:
+        return np.zeros(0)
+    return np.convolve(x * x, np.ones(n) / n, mode="valid")
+
+
+def speech_onset_sample(waveform: np.ndarray, sample_rate_hz: int, level_db: float = ONSET_LEVEL_DB) -> int:
+    """First sample whose 10 ms mean energy reaches ``level_db`` relative to the clip's loudest
+    10 ms (default -20 dB, 1 %); 0 if silent."""
+    energy = window_energy(waveform, sample_rate_hz)
+    if energy.size == 0:
         return 0
-    energy = np.convolve(x * x, np.ones(n) / n, mode="valid")  # energy[i]: samples i..i+n-1
     peak = float(energy.max())
     if peak <= 0.0:
         return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .augment import ONSET_LEVEL_DB, ONSET_WINDOW_MS, cut_onset, speech_onset_sample
+from .augment import ONSET_LEVEL_DB, cut_onset, speech_onset_sample, window_energy
 from .clips import TRAIN_SAMPLE_RATE_HZ
 from .evaluate import EvalSet, _pad
 from .fsdd import load_fsdd
@@ -39,20 +39,15 @@ def lead_ms(waveform: np.ndarray) -> float:
     return 1000.0 * speech_onset_sample(waveform, TRAIN_SAMPLE_RATE_HZ) / TRAIN_SAMPLE_RATE_HZ
 
 
-def _single_digits(name: str, clips, *, cut_ms: float | None = None, level_db: float | None = None) -> EvalSet:
-    """Padded single digits; cut ``cut_ms`` past their onset, or where they reach ``level_db``, if given."""
-    def wave(c):
-        if cut_ms is None and level_db is None:
-            return c.waveform
-        return cut_onset(c.waveform, cut_ms or 0.0, TRAIN_SAMPLE_RATE_HZ, ONSET_LEVEL_DB if level_db is None else level_db)
-    return EvalSet(name, [(_pad(wave(c)), [c.digit + 1]) for c in clips])
+def _single_digits(name: str, clips, cut: tuple[float, float] | None = None) -> EvalSet:
+    """Padded single digits; with ``cut`` = (ms, level dB), cut that far past where they reach that level."""
+    return EvalSet(name, [(_pad(c.waveform if cut is None else cut_onset(c.waveform, cut[0], TRAIN_SAMPLE_RATE_HZ, cut[1])),
+                           [c.digit + 1]) for c in clips])
 
 
 def start_level_db(waveform: np.ndarray) -> float:
     """Energy of a clip's first 10 ms relative to its loudest 10 ms, in dB (0: it starts at its peak)."""
-    x = np.asarray(waveform, dtype=np.float64)
-    n = int(ONSET_WINDOW_MS * TRAIN_SAMPLE_RATE_HZ / 1000)
-    energy = np.convolve(x * x, np.ones(n) / n, mode="valid")
+    energy = window_energy(waveform, TRAIN_SAMPLE_RATE_HZ)
     return float(10.0 * np.log10(max(energy[0], 1e-20) / max(energy.max(), 1e-20)))
 
 
@@ -73,9 +68,9 @@ def onset_report(checkpoint: str, speaker: str, *, indices=None) -> dict:
     if with_lead:
         sets["wer_with_lead"] = _single_digits("lead", with_lead)
         for ms in CUT_PAST_ONSET_MS:
-            sets[("wer_with_lead_cut_past_onset", f"{ms:g}")] = _single_digits(f"{ms:g} ms", with_lead, cut_ms=ms)
+            sets[("wer_with_lead_cut_past_onset", f"{ms:g}")] = _single_digits(f"{ms:g} ms", with_lead, (ms, ONSET_LEVEL_DB))
         for db in CUT_AT_LEVEL_DB:
-            sets[("wer_with_lead_cut_at_level_db", f"{db:g}")] = _single_digits(f"{db:g} dB", with_lead, level_db=db)
+            sets[("wer_with_lead_cut_at_level_db", f"{db:g}")] = _single_digits(f"{db:g} dB", with_lead, (0.0, db))
     for key, row in zip(sets, offline_rows(checkpoint, list(sets.values()))):
         if isinstance(key, tuple):
             report.setdefault(key[0], {})[key[1]] = row["wer"]
