@@ -30,8 +30,8 @@ def add_parser(sub):
                    help="subtract the running feature mean, starting from a prior worth N frames")
     p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     p.add_argument("--onset-cut", type=float, default=0.0, metavar="P",
-                   help="chance that a clip loses the start of its word (0-30 ms past its speech onset), as "
-                        "FSDD's trimmed recordings often do (0 = off)")
+                   help="chance that a clip loses the start of its word (by default 0-30 ms past its speech onset; "
+                        "see the next two options), as FSDD's trimmed recordings often do (0 = off)")
     p.add_argument("--onset-cut-level-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="where a cut word starts: the first 10 ms reaching this level relative to the clip's "
                         "loudest 10 ms, uniform in dB (default -20 -20: the onset; 0 cuts to the loudest 10 ms)")

@@ -7,9 +7,8 @@ measures, for one checkpoint and one speaker, decoded offline like
 
 1. how much lead each recording has before its speech onset
    (:func:`~stateport.train.augment.speech_onset_sample`), and the single-digit WER of the
-   recordings with none against the rest;
-   Of those without, it counts and scores the ones whose first 10 ms is within 2 dB of
-   their loudest 10 ms: they start mid-word;
+   recordings with none against the rest; of those without, it counts and scores the ones
+   whose first 10 ms is within 2 dB of their loudest 10 ms: they start mid-word;
 2. the WER of the recordings that do have a lead after cutting them at their onset plus
    0, 10, 20 and 40 ms, and where they first reach -10 dB and 0 dB of their loudest 10 ms —
    what losing the start of a word does to this model.
@@ -48,6 +47,8 @@ def _single_digits(name: str, clips, cut: tuple[float, float] | None = None) -> 
 def start_level_db(waveform: np.ndarray) -> float:
     """Energy of a clip's first 10 ms relative to its loudest 10 ms, in dB (0: it starts at its peak)."""
     energy = window_energy(waveform, TRAIN_SAMPLE_RATE_HZ)
+    if energy.size == 0:  # shorter than 10 ms: no window to compare
+        return 0.0
     return float(10.0 * np.log10(max(energy[0], 1e-20) / max(energy.max(), 1e-20)))
 
 
