@@ -95,7 +95,10 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
     t_start = time.perf_counter()
 
     log(f"1. export the built-in model with explicit state ports -> {out / 'digits.onnx'}")
-    fp32 = export_model(out / "digits.onnx", arch="lstm-ctc", checkpoint=str(checkpoint), seconds=seconds)
+    import torch
+
+    arch = torch.load(checkpoint, map_location="cpu", weights_only=True)["architecture"]
+    fp32 = export_model(out / "digits.onnx", arch=arch, checkpoint=str(checkpoint), seconds=seconds)
     card = fp32.card
     log(f"   ports: {', '.join(card.input_names)} -> {', '.join(card.output_names)}")
     outputs = [p.name for p in card.outputs]

@@ -44,6 +44,10 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="torch device for the model, e.g. 'cuda' (data is made on CPU)")
     p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes making training batches")
+    p.add_argument("--pool-batches", type=int, default=d.pool_batches, metavar="N",
+                   help="draw N training batches once and train by cycling through them (0 = fresh batches every "
+                        "step); for architectures with a frozen pretrained part (embedding-ctc), whose batches "
+                        "are costly to make")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
     p.add_argument("--fsdd-weight", type=float, default=d.fsdd_weight, metavar="W",
                    help="weight of the real FSDD training speakers among the sources (a batch draws each "
@@ -95,7 +99,8 @@ def config_from_args(args):
                        channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
                        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
-                       device=args.device, data_workers=args.data_workers, flite_weight=args.flite_weight,
+                       device=args.device, data_workers=args.data_workers, pool_batches=args.pool_batches,
+                       flite_weight=args.flite_weight,
                        fsdd_weight=args.fsdd_weight, synthetic_weight=args.synthetic_weight,
                        recorded_voices=tuple(n.strip() for n in args.recorded_voices.split(",") if n.strip()),
                        voice_shift_weight=args.voice_shift_weight,

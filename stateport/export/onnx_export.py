@@ -158,6 +158,8 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
     card.provenance.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
     write_card(proto, card)
     onnx.checker.check_model(proto)
+    folder = os.path.dirname(os.path.abspath(os.fspath(out_path)))
+    os.makedirs(folder, exist_ok=True)  # `-o new_dir/model.onnx` makes the folder, as the other writers do
     onnx.save(proto, os.fspath(out_path))
     return card
 

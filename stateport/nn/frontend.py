@@ -9,7 +9,7 @@ features sees the same numbers on the device.
 Kaldi's recipe, per frame (``L`` = frame length, ``N_fft`` = next power of two >= L):
 remove the DC offset, (raw log energy), preemphasis ``y[i] = x[i] - c x[i-1]`` with
 ``y[0] = x[0] - c x[0]``, window, zero-pad to ``N_fft``, power spectrum, triangular mel
-filters on ``1127 ln(1 + f / 700)``, ``log(max(., float32 eps))``; MFCC: orthonormal DCT-II
+filters on ``1127 ln(1 + f / 700)`` (or librosa's Slaney filters), ``log(max(., float32 eps))``; MFCC: orthonormal DCT-II
 of the log-mel energies, c0 replaced by the log energy when ``use_energy``, then Kaldi's
 lifter ``1 + Q/2 sin(pi i / Q)``.
 """
@@ -25,7 +25,7 @@ from torch import nn
 from stateport.errors import InvalidInputError
 from stateport.runtime.frontend import FrontendConfig
 
-__all__ = ["TorchFrontend", "kaldi_mel_banks", "kaldi_window", "kaldi_dct_matrix", "kaldi_lifter"]
+__all__ = ["TorchFrontend", "mel_banks", "kaldi_mel_banks", "slaney_mel_banks", "kaldi_window", "kaldi_dct_matrix", "kaldi_lifter"]
 
 
 def _mel_scale(freq_hz: np.ndarray) -> np.ndarray:
@@ -33,17 +33,25 @@ def _mel_scale(freq_hz: np.ndarray) -> np.ndarray:
 
 
 def kaldi_window(config: FrontendConfig) -> np.ndarray:
-    """Analysis window ``[L]`` float64 (Kaldi's symmetric definitions, denominator L - 1)."""
+    """Analysis window ``[L]`` float64 (Kaldi's symmetric definitions, denominator L - 1;
+    "hann-periodic": denominator L)."""
     length = config.frame_length_samples
     a = 2.0 * math.pi / (length - 1) if length > 1 else 0.0
     n = np.arange(length, dtype=np.float64)
+    if config.window == "hann-periodic":
+        return 0.5 - 0.5 * np.cos(2.0 * math.pi / length * n)
     if config.window == "povey":
         return (0.5 - 0.5 * np.cos(a * n)) ** 0.85
     if config.window == "hann":
         return 0.5 - 0.5 * np.cos(a * n)
     if config.window == "hamming":
         return 0.54 - 0.46 * np.cos(a * n)
-    raise InvalidInputError(f"window must be one of povey, hann, hamming; got {config.window!r}")
+    raise InvalidInputError(f"window must be one of povey, hann, hann-periodic, hamming; got {config.window!r}")
+
+
+def mel_banks(config: FrontendConfig) -> np.ndarray:
+    """The config's mel filters ``[num_mel_bins, N_fft // 2 + 1]`` float64."""
+    return slaney_mel_banks(config) if config.mel_filters == "slaney" else kaldi_mel_banks(config)
 
 
 def kaldi_mel_banks(config: FrontendConfig) -> np.ndarray:
@@ -67,6 +75,38 @@ def kaldi_mel_banks(config: FrontendConfig) -> np.ndarray:
     weights = np.where(mel <= center, rising, falling)
     weights = np.where((mel > left) & (mel < right), weights, 0.0)
     return np.concatenate([weights, np.zeros((num_bins, 1))], axis=1)
+
+
+def _slaney_mel(freq_hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    linear = freq_hz / (200.0 / 3.0)
+    log_part = 15.0 + np.log(np.maximum(freq_hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(freq_hz >= 1000.0, log_part, linear)
+
+
+def _slaney_hz(mel: np.ndarray) -> np.ndarray:
+    linear = mel * (200.0 / 3.0)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+def slaney_mel_banks(config: FrontendConfig) -> np.ndarray:
+    """librosa's default mel filters ``[num_mel_bins, N_fft // 2 + 1]`` float64.
+
+    Triangles between mel-equidistant edges on Slaney's scale, evaluated on every FFT bin
+    (Nyquist included), each scaled by ``2 / (right - left)`` Hz so that it has unit area.
+    """
+    fft_size = config.fft_size_samples
+    fft_hz = np.linspace(0.0, 0.5 * config.sample_rate_hz, fft_size // 2 + 1)
+    edges_mel = np.linspace(_slaney_mel(np.float64(config.low_freq_hz)),
+                            _slaney_mel(np.float64(config.effective_high_freq_hz)), config.num_mel_bins + 2)
+    edges_hz = _slaney_hz(edges_mel)
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return weights * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
 
 
 def kaldi_dct_matrix(num_ceps: int, num_mel_bins: int) -> np.ndarray:
@@ -103,7 +143,7 @@ class TorchFrontend(nn.Module):
         self.config = config
         f32 = torch.float32
         self.register_buffer("window", torch.tensor(kaldi_window(config), dtype=f32), persistent=False)
-        self.register_buffer("mel_banks", torch.tensor(kaldi_mel_banks(config), dtype=f32), persistent=False)
+        self.register_buffer("mel_banks", torch.tensor(mel_banks(config), dtype=f32), persistent=False)
         if config.kind == "mfcc":
             dct = kaldi_dct_matrix(config.num_ceps, config.num_mel_bins)
             lifter = kaldi_lifter(config.num_ceps, config.cepstral_lifter)

@@ -30,6 +30,7 @@ __all__ = [
     "compute_features",
     "FEATURE_KINDS",
     "WINDOW_TYPES",
+    "MEL_FILTERS",
     "LOG_FLOOR",
 ]
 
@@ -37,8 +38,14 @@ FEATURE_KINDS = ("fbank", "mfcc")
 
 # Our window names -> kaldi_native_fbank window_type. "hann" is Kaldi's symmetric
 # "hanning" window (0.5 - 0.5 cos(2 pi n / (N - 1))); knf's own "hann" is the *periodic*
-# variant (denominator N), which Kaldi does not have, so we never pass "hann" through.
-WINDOW_TYPES = {"povey": "povey", "hann": "hanning", "hamming": "hamming"}
+# variant (denominator N), which Kaldi does not have: ours is "hann-periodic" (librosa's and
+# torch's default, which a pretrained frontend such as Google's speech embedding expects).
+WINDOW_TYPES = {"povey": "povey", "hann": "hanning", "hann-periodic": "hann", "hamming": "hamming"}
+
+# Mel filter conventions. "kaldi": triangles on 1127 ln(1 + f / 700), unnormalised, Nyquist
+# bin left out. "slaney": librosa's default (Slaney's mel scale, linear below 1 kHz, each
+# triangle scaled to unit area), which knf computes in its librosa mode.
+MEL_FILTERS = ("kaldi", "slaney")
 
 # Kaldi floors mel energies (and the raw energy) at float32 epsilon before the log.
 LOG_FLOOR = float(np.finfo(np.float32).eps)
@@ -58,8 +65,7 @@ class FrontendConfig:
     Output per frame: fbank ``[num_mel_bins]`` (``[1 + num_mel_bins]`` with ``use_energy``,
     log energy first); MFCC ``[num_ceps]`` (c0 replaced by the log energy with
     ``use_energy``). Fixed Kaldi conventions not exposed as fields: FFT size is the next
-    power of two of the frame length, power spectrum, mel scale ``1127 ln(1 + f / 700)``,
-    log floor float32 epsilon, raw energy (before preemphasis and window), energy first.
+    power of two of the frame length, power spectrum, natural log, log floor float32 epsilon, raw energy (before preemphasis and window), energy first.
 
     Fields:
         kind: "fbank" or "mfcc".
@@ -70,7 +76,9 @@ class FrontendConfig:
         cepstral_lifter: Kaldi's sinusoidal lifter Q (mfcc only; 0 disables it).
         low_freq_hz: lowest mel-filter edge.
         high_freq_hz: highest edge; 0 means Nyquist, negative means Nyquist + value (Kaldi).
-        window: "povey", "hann" (Kaldi "hanning", symmetric) or "hamming".
+        window: "povey", "hann" (Kaldi "hanning", symmetric), "hann-periodic" (librosa's
+            and torch's hann) or "hamming".
+        mel_filters: "kaldi" or "slaney" (librosa's default filters; see ``MEL_FILTERS``).
         preemphasis: pre-emphasis coefficient in [0, 1].
         remove_dc_offset: subtract each frame's mean first.
         dither: must be 0.0; deployed features must be deterministic so that streaming
@@ -92,6 +100,7 @@ class FrontendConfig:
     low_freq_hz: float = 20.0
     high_freq_hz: float = 0.0
     window: str = "povey"
+    mel_filters: str = "kaldi"
     preemphasis: float = 0.97
     remove_dc_offset: bool = True
     dither: float = 0.0
@@ -103,6 +112,7 @@ class FrontendConfig:
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, FEATURE_KINDS)
         _check_choice("window", self.window, tuple(WINDOW_TYPES))
+        _check_choice("mel_filters", self.mel_filters, MEL_FILTERS)
         for name in ("sample_rate_hz", "num_mel_bins", "num_ceps"):
             _check_int(name, getattr(self, name))
         for name in ("remove_dc_offset", "snip_edges", "use_energy"):
@@ -294,9 +304,12 @@ def _fill_mel_options(opts, config: FrontendConfig) -> None:
     opts.num_bins = config.num_mel_bins
     opts.low_freq = config.low_freq_hz
     opts.high_freq = config.high_freq_hz
-    # Kaldi's mel filters, not the librosa/HTK variants newer knf versions also offer.
-    opts.is_librosa = False
     opts.htk_mode = False
+    # librosa mode with Slaney's scale and area normalisation = librosa.filters.mel's default.
+    opts.is_librosa = config.mel_filters == "slaney"
+    if opts.is_librosa:
+        opts.use_slaney_mel_scale = True
+        opts.norm = "slaney"
 
 
 def _make_computer(config: FrontendConfig):

@@ -39,6 +39,7 @@ class TrainConfig:
     dev_utterances: int = 120
     threads: int = 1  # measured: 2 intra-op threads made LSTM training 30x slower on a busy 2-core box
     data_workers: int = 1
+    pool_batches: int = 0  # > 0: draw this many batches once and train over them (models with a frozen prefix)
     device: str = "cpu"  # torch device for the model ("cuda" when there is one); data stays on CPU
     augment: dict = field(default_factory=dict)
     arch_overrides: dict = field(default_factory=dict)  # e.g. {"dropout": 0.2}

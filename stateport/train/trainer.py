@@ -188,17 +188,28 @@ def evaluate_torch(model, featurize: _Featurizer, batches: list) -> float:
 
 
 def _set_feature_norm(model, featurize: _Featurizer, rng, sources, cfg: TrainConfig) -> None:
-    """Per-dimension mean/std of the training features (valid frames only), into the model."""
-    feats_all = []
+    """Per-dimension mean/std of what the trained layers see (valid frames only), into ``model.norm``:
+    the features, or for a model with a frozen prefix (:func:`frozen_prefix_of`) its outputs."""
+    prefix = frozen_prefix_of(model)
+    values = []
     for _ in range(4):
         b = make_batch(rng, 16, sources, num_digits_range=cfg.num_digits_range,
                        augment=AugmentConfig(**cfg.augment))
         feats, frames = featurize(b.waveforms, b.waveform_lengths)
+        if prefix is not None:
+            feats, frames = prefix(feats), featurize.output_frames(frames)
         for i in range(len(frames)):
-            feats_all.append(feats[i, : frames[i]])
-    cat = torch.cat(feats_all)
+            values.append(feats[i, : frames[i]])
+    cat = torch.cat(values)
     model.norm.mean.copy_(cat.mean(0))
     model.norm.std.copy_(cat.std(0).clamp_min(1e-3))
+
+
+def frozen_prefix_of(model):
+    """A model's ``frozen_prefix`` (features -> what its trained layers read, with no trainable
+    weights, e.g. a pretrained embedding), or None. Training then runs the prefix in the data
+    workers, and the model's ``head_forward`` on its output."""
+    return getattr(model, "frozen_prefix", None)
 
 
 def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) -> TrainResult:
@@ -216,6 +227,8 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     featurize = _Featurizer.of(model)
     _set_feature_norm(model, featurize, rng, sources, cfg)
     device = torch.device(cfg.device)
+    # The frozen prefix runs where the data is made (CPU worker processes): a CPU copy of it.
+    prefix = frozen_prefix_of(copy.deepcopy(model)) if frozen_prefix_of(model) is not None else None
     model.to(device)
     dev = _dev_set(cfg, dev_sources)
     augment = AugmentConfig(**cfg.augment)
@@ -237,7 +250,9 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     kept = model if ema is None else ema.module
-    batches = _batch_stream(cfg, sources, featurize, augment)
+    batches = _batch_stream(cfg, sources, featurize, augment, prefix)
+    if cfg.pool_batches > 0:
+        batches = _pooled(batches, cfg, progress=progress, log=log)
     best = {"wer": float("inf"), "step": -1, "state": None}
     history = []
     bar = None
@@ -250,7 +265,7 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     for step in range(cfg.steps):
         model.train()
         feats, frames, targets, target_lengths, mask = (t.to(device) for t in next(batches))
-        (logits,) = model(feats)
+        (logits,) = model(feats) if prefix is None else model.head_forward(feats)
         loss = restricted_ctc_loss(logits.log_softmax(-1), frames, targets, target_lengths, mask)
         opt.zero_grad()
         loss.backward()
@@ -288,11 +303,11 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
 class _Batches(torch.utils.data.IterableDataset):
     """Endless training batches made in a worker process, so data and model work overlap."""
 
-    def __init__(self, cfg, sources, featurize, augment):
-        self.args = (cfg, sources, featurize, augment)
+    def __init__(self, cfg, sources, featurize, augment, prefix=None):
+        self.args = (cfg, sources, featurize, augment, prefix)
 
     def __iter__(self):
-        cfg, sources, featurize, augment = self.args
+        cfg, sources, featurize, augment, prefix = self.args
         shift, delay_samples = featurize.emission_timing(cfg.emission_delay_ms)
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([cfg.seed, 1, info.id if info else 0])
@@ -307,6 +322,8 @@ class _Batches(torch.utils.data.IterableDataset):
             frames = featurize.output_frames(frames)
             mask = b.emission_mask(shift, feats.shape[1] // featurize.subsampling, delay_samples=delay_samples,
                                    frame_lengths=frames.numpy())
+            if prefix is not None:
+                feats = prefix(feats)
             yield (feats, frames, torch.from_numpy(b.targets), torch.from_numpy(b.target_lengths),
                    torch.from_numpy(mask))
 
@@ -362,8 +379,37 @@ def spec_augment(feats: torch.Tensor, frames: torch.Tensor, rng: np.random.Gener
                 feats[i, t0:t0 + w] = fill
 
 
-def _batch_stream(cfg, sources, featurize, augment):
-    data = _Batches(cfg, sources, featurize, augment)
+def _pooled(batches, cfg: TrainConfig, *, progress: bool, log):
+    """Draw ``cfg.pool_batches`` batches once, then cycle through them, reshuffled every pass.
+
+    Why: a model whose costly part is frozen (a pretrained embedding) spends nearly all of a
+    step computing it; drawing a pool of batches once and training the head over it many
+    times costs a fraction of fresh batches every step. The pool's utterances are still each
+    composed and augmented at random, just reused.
+    """
+    rng = np.random.default_rng([cfg.seed, 2])
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.pool_batches, desc="pool of training batches", unit="batch")
+    else:
+        log(f"drawing a pool of {cfg.pool_batches} training batches")
+    pool = []
+    for _ in range(cfg.pool_batches):
+        pool.append(next(batches))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    del batches  # the last reference: the data workers stop instead of filling their prefetch queues
+    while True:
+        for i in rng.permutation(len(pool)):
+            yield pool[i]
+
+
+def _batch_stream(cfg, sources, featurize, augment, prefix=None):
+    data = _Batches(cfg, sources, featurize, augment, prefix)
     if cfg.data_workers <= 0:
         return iter(data)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.data_workers, prefetch_factor=4)

@@ -42,6 +42,10 @@ CONFIGS = {
                                              high_freq_hz=-400.0, energy_floor=1.0),
     "fbank64_hann_no_dc": FrontendConfig(num_mel_bins=64, window="hann", remove_dc_offset=False,
                                          preemphasis=0.0, low_freq_hz=60.0, high_freq_hz=7000.0),
+    # Google's speech-embedding frontend (librosa's filters and periodic hann window).
+    "fbank32_slaney_hann_periodic": FrontendConfig(num_mel_bins=32, window="hann-periodic", mel_filters="slaney",
+                                                   remove_dc_offset=False, preemphasis=0.0, low_freq_hz=60.0,
+                                                   high_freq_hz=3800.0, input_scale=32767.0),
     "mfcc13": FrontendConfig(kind="mfcc", num_mel_bins=23),
     "mfcc13_energy_no_snip": FrontendConfig(kind="mfcc", num_mel_bins=23, use_energy=True, snip_edges=False),
     "mfcc40_no_lifter_8k": FrontendConfig(kind="mfcc", sample_rate_hz=8000, num_mel_bins=40,

@@ -199,3 +199,21 @@ def test_training_on_cuda_saves_a_cpu_checkpoint(tmp_path):
     train(cfg, str(tmp_path / "ck.pt"), progress=False, log=lambda *_: None)
     ck = torch.load(tmp_path / "ck.pt", weights_only=True)
     assert all(t.device.type == "cpu" for t in ck["state_dict"].values())
+
+
+def test_a_model_with_a_frozen_prefix_trains_only_its_head_over_a_pool(tmp_path):
+    """embedding-ctc: the pretrained embedding runs in the data pipeline, once per pooled batch; the
+    head learns; the checkpoint keeps the pretrained weights unchanged."""
+    from stateport.zoo.speech_embedding import SpeechEmbedding
+
+    cfg = TrainConfig(arch="embedding-ctc", size="tiny", steps=40, batch_size=6, eval_every=20, use_synthetic=False,
+                      dev_utterances=10, num_digits_range=(1, 2), learning_rate=1e-2, warmup_steps=5,
+                      data_workers=0, pool_batches=4)
+    result = train(cfg, str(tmp_path / "ck.pt"), progress=False, log=lambda *_: None)
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 2 and losses[1] < 0.8 * losses[0]
+    state = torch.load(tmp_path / "ck.pt", weights_only=True)["state_dict"]
+    pretrained = SpeechEmbedding().load_pretrained().state_dict()
+    assert all(torch.equal(state[f"windows.embedding.{k}"], v) for k, v in pretrained.items())
+    assert float(state["norm.std"].min()) > 1e-3  # the head's input statistics were measured
+

@@ -1,0 +1,138 @@
+"""``embedding-ctc``: the pretrained speech embedding reproduced, its frontend matched, streaming == offline.
+
+The reference numbers in ``data/speech_embedding_reference.npz`` were computed once with
+openWakeWord 0.5.1's own ``melspectrogram.onnx`` and ``embedding_model.onnx`` under
+onnxruntime (not in CI: the wheel is not a dependency): the embeddings of three random
+windows, and Google's log-mel and embeddings of one FSDD recording (george's "seven",
+index 3) between 0.3 s of seeded noise.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stateport.errors import InvalidInputError
+from stateport.export import export_model
+from stateport.runtime.frontend import compute_features
+from stateport.zoo import get_architecture
+from stateport.zoo.embedding_ctc import BUFFER_FRAMES, HOP_FRAMES, QUIET_FRAME
+from stateport.zoo.speech_embedding import (SpeechEmbedding, frontend_config, google_log_mel,
+                                            weights_from_onnx)
+
+COVERED_ARCHITECTURES = ("embedding-ctc",)  # see tests/zoo/test_architectures.py
+
+REFERENCE = np.load(Path(__file__).parent / "data" / "speech_embedding_reference.npz")
+PARITY_SECONDS = 60.0
+TOLERANCE = 1e-4
+GOOGLE_WINDOW_OFFSET_SAMPLES = 56  # Google's 400-sample window sits 56 samples into its 512-sample frame
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return SpeechEmbedding().load_pretrained().eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    path = tmp_path_factory.mktemp("embedding_ctc") / "embedding-ctc-tiny.onnx"
+    return str(path), export_model(path, arch="embedding-ctc", size="tiny", seconds=PARITY_SECONDS,
+                                   tolerance=TOLERANCE)
+
+
+def test_shipped_weights_reproduce_the_original_model(backbone):
+    x = np.random.default_rng(0).normal(1.0, 1.5, (3, 76, 32)).astype(np.float32)
+    with torch.no_grad():
+        ours = backbone(torch.from_numpy(x)).numpy()
+    ref = REFERENCE["random_windows_embedding"]
+    # Measured: 1.9e-5 at values up to ~60 (float32 convolution order).
+    assert np.abs(ours - ref).max() < 1e-3
+    assert np.abs(ref).max() > 10  # not a comparison of near-zero numbers
+
+
+def test_our_frontend_computes_googles_features_and_embeddings(backbone):
+    """Runtime frontend (knf) + scale + torch backbone == openWakeWord's ONNX pipeline on real speech."""
+    from stateport.train.fsdd import load_fsdd
+
+    try:
+        (clip,) = load_fsdd(speakers=["george"], digits=[7], indices=[3])
+    except InvalidInputError as e:
+        pytest.skip(f"FSDD not available: {e}")
+    offset = int(REFERENCE["fsdd_george_7_3_waveform_offset_samples"])
+    seed = int(REFERENCE["fsdd_george_7_3_noise_seed"])
+    w = np.random.default_rng(seed).normal(0, 0.003, 16000 + 2 * offset).astype(np.float32)
+    w[offset:offset + len(clip.waveform)] += clip.waveform
+    w = w[:2 * offset + len(clip.waveform)]
+    ours = google_log_mel(torch.from_numpy(compute_features(w[GOOGLE_WINDOW_OFFSET_SAMPLES:], frontend_config())))
+    ref = REFERENCE["fsdd_google_log_mel"]
+    n = min(len(ref), ours.shape[0])
+    assert n >= len(ref) - 1
+    # Measured: agreement to float rounding (log-mel values 5-12 on this scale).
+    assert np.abs(ours[:n].numpy() - ref[:n]).max() < 2e-3
+    windows = torch.stack([ours[i:i + 76] for i in range(0, n - 75, 8)])
+    with torch.no_grad():
+        emb = backbone(windows).numpy()
+    ref_emb = REFERENCE["fsdd_embedding"][:len(emb)]
+    assert np.abs(emb - ref_emb).max() < 0.05 * np.abs(ref_emb).max()
+
+
+def test_conversion_reads_a_speech_embedding_onnx_file_back(backbone, tmp_path):
+    """weights_from_onnx on our own export of the backbone returns the weights it was given."""
+    path = tmp_path / "embedding.onnx"
+    torch.onnx.export(backbone, (torch.zeros(1, 76, 32),), str(path), dynamo=False, opset_version=17)
+    weights = weights_from_onnx(str(path))
+    state = backbone.state_dict()
+    assert set(weights) == set(state)
+    assert all(np.array_equal(weights[k], state[k].numpy()) for k in state)
+
+
+def test_a_model_that_is_not_the_embedding_is_refused(tmp_path):
+    path = tmp_path / "other.onnx"
+    torch.onnx.export(torch.nn.Conv2d(1, 4, 3), (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False)
+    with pytest.raises(InvalidInputError, match="convs"):
+        weights_from_onnx(str(path))
+
+
+def test_the_backbone_is_frozen_and_the_head_trains():
+    model = get_architecture("embedding-ctc").build("tiny").train()
+    frozen = [p.requires_grad for p in model.windows.parameters()]
+    assert frozen and not any(frozen)
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    assert not model.windows.embedding.training  # frozen: stays in eval mode
+
+
+def test_head_forward_of_the_frozen_prefix_equals_the_offline_forward():
+    """What training fits (prefix in the data workers, head in the loop) is the exported function."""
+    model = get_architecture("embedding-ctc").build("tiny").eval()
+    x = torch.randn(2, 8 * 25, 32) - 3.0
+    (offline,) = model(x)
+    (split,) = model.head_forward(model.frozen_prefix(x))
+    assert offline.shape == (2, 25, 11)
+    assert (offline - split).abs().max() < 1e-5
+
+
+def test_state_is_the_left_context_of_the_windows():
+    model = get_architecture("embedding-ctc").build("tiny")
+    decls = {d.name: d for d in model.state_decls()}
+    frames = decls["windows_frames"]
+    assert frames.shape[1:] == (BUFFER_FRAMES, 32) and frames.init == pytest.approx(QUIET_FRAME)
+    assert model.streaming.subsampling == model.streaming.frame_multiple == HOP_FRAMES
+    with pytest.raises(InvalidInputError, match="multiple of 8"):
+        get_architecture("embedding-ctc").build(config={"hidden_size": 8, "num_layers": 1, "frames_per_step": 12})
+
+
+@pytest.mark.parametrize("arch", COVERED_ARCHITECTURES)
+def test_tiny_export_passes_the_parity_proof(arch, tiny_export):
+    _, result = tiny_export
+    report = result.report
+    assert report.passed, report.to_text()
+    # States pass on |diff| <= tol * max(1, |value|): the untrained LSTM's cell state grows to
+    # hundreds on the proof's signal, so its absolute differences exceed 1e-4; the logits may not.
+    assert report.seconds >= PARITY_SECONDS and report.max_abs_diff_of(["logits"]) <= TOLERANCE
+    names = {c.name for c in report.checks}
+    for chunking in (f"min-chunk {HOP_FRAMES}", "nominal", "ragged"):
+        assert f"onnxruntime stream [{chunking}] vs torch offline" in names
+    card = result.card
+    assert card.frontend["mel_filters"] == "slaney" and card.frontend["window"] == "hann-periodic"
+    assert card.provenance.architecture == arch
