@@ -108,16 +108,20 @@ def test_cli_exit_code_follows_readiness(static_lstm, tiny_lstm_ctc, capsys):
 
 
 def test_float64_state_ports_are_flagged(tmp_path):
-    """The built-in model's online mean keeps float64 state; a DSP/HTP converter would narrow it."""
-    from stateport.assets import default_model_path
+    """lstm-ctc's online mean keeps float64 state; a DSP/HTP converter would narrow it."""
+    from stateport.export import export_model
+    from stateport.export.onnx_export import export_onnx
+    from stateport.zoo import get_architecture
 
-    report = check_qualcomm(str(default_model_path()), "qnn")
+    arch = get_architecture("lstm-ctc")
+    model = arch.build(config={**arch.config_for("tiny"), "online_cmn_frames": 100.0})
+    with_mean = tmp_path / "with_mean.onnx"
+    export_onnx(model, with_mean, static=True)
+    report = check_qualcomm(str(with_mean), "qnn")
     warned = [f.message for f in report.findings if f.code == "FLOAT64_PORTS"]
     assert len(warned) == 1 and "cmn_mean_in" in warned[0] and "cmn_count_out" in warned[0]
     assert "encoder_h_in" not in warned[0]
     # A float32-only model gets no such finding.
-    from stateport.export import export_model
-
     path = tmp_path / "plain.onnx"
     export_model(path, arch="lstm-ctc", size="tiny", static=True, verify=False)
     assert "FLOAT64_PORTS" not in _codes(check_qualcomm(str(path), "qnn"))

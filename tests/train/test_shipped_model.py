@@ -17,7 +17,7 @@ from stateport.runtime.streamer import Streamer
 from stateport.train.metrics import word_error_rate
 
 # Measured on the shipped model: see metrics.json and the README. A regression guard with margin.
-MAX_DEMO_CLIP_WER = 0.2  # measured 0.094 on the shipped model (the README has the held-out figures)
+MAX_DEMO_CLIP_WER = 0.25  # measured 0.125 on the shipped model, 4 of 32 digits (the README has the held-out figures)
 
 
 def test_shipped_files_and_card():
@@ -25,9 +25,10 @@ def test_shipped_files_and_card():
     card = read_card(default_model_path())
     assert card.certificate["passed"] and card.certificate["seconds"] >= 60
     assert card.provenance.checkpoint_sha256 == sha256_file(folder / "checkpoint.pt")
-    assert [s.name for s in card.states] == ["cmn_mean_in", "cmn_count_in", "encoder_h_in", "encoder_c_in"]
-    # The running mean outlives an end of speech (the channel does); the LSTM state does not.
-    assert [s.reset_on_end_of_speech for s in card.states] == [False, False, True, True]
+    assert card.provenance.architecture == "embedding-ctc"
+    assert [s.name for s in card.states] == ["windows_frames_in", "encoder_h_in", "encoder_c_in"]
+    assert all(s.reset_on_end_of_speech for s in card.states)
+    assert card.frontend["mel_filters"] == "slaney"
     assert (folder / "model.onnx").stat().st_size < 5_000_000
     metrics = json.loads((folder / "metrics.json").read_text())
     held_out = metrics["held_out_speaker"]
@@ -70,7 +71,7 @@ def test_evaluate_checkpoint_reports_accuracy_proof_and_whether_the_speaker_was_
     assert result["parity_passed"] and result["parity_failures"] == [] and result["parity_max_scaled_diff"] <= 1e-4
     singles, strings = result["evaluation"]
     assert (singles["utterances"], strings["utterances"]) == (20, 3)
-    assert singles["wer"] <= 0.5  # 20 isolated digits of the held-out speaker (13.6 % over all 500)
+    assert singles["wer"] <= 0.3  # 20 isolated digits of the held-out speaker (6.8 % over all 500)
 
     # A model whose proof fails is still measured, and the result says so.
     import stateport.export as export_pkg
