@@ -9,9 +9,9 @@ features sees the same numbers on the device.
 Kaldi's recipe, per frame (``L`` = frame length, ``N_fft`` = next power of two >= L):
 remove the DC offset, (raw log energy), preemphasis ``y[i] = x[i] - c x[i-1]`` with
 ``y[0] = x[0] - c x[0]``, window, zero-pad to ``N_fft``, power spectrum, triangular mel
-filters on ``1127 ln(1 + f / 700)`` (or librosa's Slaney filters), ``log(max(., float32 eps))``; MFCC: orthonormal DCT-II
-of the log-mel energies, c0 replaced by the log energy when ``use_energy``, then Kaldi's
-lifter ``1 + Q/2 sin(pi i / Q)``.
+filters on ``1127 ln(1 + f / 700)`` (or librosa's Slaney filters), ``log(max(., float32 eps))``;
+MFCC: orthonormal DCT-II of the log-mel energies, c0 replaced by the log energy when
+``use_energy``, then Kaldi's lifter ``1 + Q/2 sin(pi i / Q)``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from torch import nn
 from stateport.errors import InvalidInputError
 from stateport.runtime.frontend import FrontendConfig
 
-__all__ = ["TorchFrontend", "mel_banks", "kaldi_mel_banks", "slaney_mel_banks", "kaldi_window", "kaldi_dct_matrix", "kaldi_lifter"]
+__all__ = ["TorchFrontend", "mel_banks", "kaldi_mel_banks", "slaney_mel_banks", "kaldi_window", "kaldi_dct_matrix",
+           "kaldi_lifter"]
 
 
 def _mel_scale(freq_hz: np.ndarray) -> np.ndarray:

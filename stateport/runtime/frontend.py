@@ -65,7 +65,8 @@ class FrontendConfig:
     Output per frame: fbank ``[num_mel_bins]`` (``[1 + num_mel_bins]`` with ``use_energy``,
     log energy first); MFCC ``[num_ceps]`` (c0 replaced by the log energy with
     ``use_energy``). Fixed Kaldi conventions not exposed as fields: FFT size is the next
-    power of two of the frame length, power spectrum, natural log, log floor float32 epsilon, raw energy (before preemphasis and window), energy first.
+    power of two of the frame length, power spectrum, natural log, log floor float32 epsilon,
+    raw energy (before preemphasis and window), energy first.
 
     Fields:
         kind: "fbank" or "mfcc".
