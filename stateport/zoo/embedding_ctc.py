@@ -38,7 +38,6 @@ from .speech_embedding import (EMBEDDING_DIM, MEL_BINS, WINDOW_FRAMES, SpeechEmb
 HOP_FRAMES = 8  # one embedding per 80 ms, as the model was trained
 BUFFER_FRAMES = WINDOW_FRAMES - HOP_FRAMES
 QUIET_FRAME = -math.log(10.0)  # natural-log mel power that is 1 on Google's scale (openWakeWord's buffer fill)
-EMBED_BATCH = 16  # windows per backbone call offline: measured ~2x faster on CPU than hundreds at once
 
 
 class EmbeddingWindows(StreamingLayer):
@@ -72,11 +71,7 @@ class EmbeddingWindows(StreamingLayer):
         index = (torch.arange(count, device=x.device)[:, None] * HOP_FRAMES
                  + torch.arange(WINDOW_FRAMES, device=x.device)[None, :])
         windows = seq[:, index]  # [B, k, 76, F]
-        flat = google_log_mel(windows.reshape(-1, WINDOW_FRAMES, MEL_BINS))
-        if torch.jit.is_tracing() or flat.shape[0] <= EMBED_BATCH:
-            emb = self.embedding(flat)
-        else:
-            emb = torch.cat([self.embedding(part) for part in flat.split(EMBED_BATCH)])
+        emb = self.embedding(google_log_mel(windows.reshape(-1, WINDOW_FRAMES, MEL_BINS)))
         new_frames = seq[:, seq.shape[1] - BUFFER_FRAMES:]
         return emb.reshape(x.shape[0], count, EMBEDDING_DIM), new_frames
 

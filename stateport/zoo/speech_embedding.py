@@ -46,6 +46,7 @@ MEL_BINS = 32
 EMBEDDING_DIM = 96
 LEAKY_SLOPE = 0.2
 ACTIVATION_FLOOR = -0.4  # the TF model's tf.math.maximum after every LeakyReLU
+WINDOWS_PER_CALL = 16  # eager CPU runs take the windows in groups: measured ~2x faster than hundreds at once
 
 # (kernel over time, kernel over frequency, out channels) of convs 0..18, and where the pools
 # (time, frequency) come after a conv. Conv 19 (3x1, 96, no bias, no activation) ends it.
@@ -91,6 +92,11 @@ class SpeechEmbedding(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or windows.shape[0] <= WINDOWS_PER_CALL:  # an export traces one call
+            return self._embed(windows)
+        return torch.cat([self._embed(part) for part in windows.split(WINDOWS_PER_CALL)])
+
+    def _embed(self, windows: torch.Tensor) -> torch.Tensor:
         x = windows.unsqueeze(1)  # [N, 1, time, freq]
         for i, conv in enumerate(self.convs):
             x = torch.clamp_min(nn.functional.leaky_relu(conv(x), LEAKY_SLOPE), ACTIVATION_FLOOR)
