@@ -95,6 +95,13 @@ class BufferOverflowError(StateportError):
     code = "BUFFER_OVERFLOW"
 
 
+class PoolFileError(InvalidInputError):
+    """A saved pool of training batches (``stateport train --pool-file``) that is unreadable or
+    was drawn for other data settings than the run's."""
+
+    code = "INVALID_POOL_FILE"
+
+
 class ParityError(StateportError):
     """The exported model does not reproduce the reference within tolerance.
 

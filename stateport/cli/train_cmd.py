@@ -48,6 +48,14 @@ def add_parser(sub):
                    help="draw N training batches once and train by cycling through them (0 = fresh batches every "
                         "step); for architectures with a frozen pretrained part (embedding-ctc), whose batches "
                         "are costly to make")
+    p.add_argument("--pool-file", default=None, metavar="PATH",
+                   help="save that pool here, or load it if a run with the same data settings saved it "
+                        "(to compare ways of training the head on one pool)")
+    p.add_argument("--input-dropout", type=float, default=0.0, metavar="P",
+                   help="dropout on what the trained layers read (embedding-ctc: the embeddings), in training")
+    p.add_argument("--input-noise", type=float, default=0.0, metavar="STD",
+                   help="Gaussian noise added in training to what the trained layers read, after their "
+                        "normalisation (embedding-ctc; std in units of each input's spread)")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
     p.add_argument("--fsdd-weight", type=float, default=d.fsdd_weight, metavar="W",
                    help="weight of the real FSDD training speakers among the sources (a batch draws each "
@@ -86,6 +94,10 @@ def config_from_args(args):
     if args.onset_cut_ms:
         augment["onset_cut_ms_range"] = tuple(args.onset_cut_ms)
     overrides = {"dropout": args.dropout} if args.dropout else {}
+    if args.input_dropout:
+        overrides["input_dropout"] = args.input_dropout
+    if args.input_noise:
+        overrides["input_noise"] = args.input_noise
     if args.mel_bins:
         overrides["input_dim"] = args.mel_bins
     if args.high_freq_hz is not None:
@@ -99,7 +111,7 @@ def config_from_args(args):
                        channel_eq_probability=args.channel_eq, ema_decay=args.ema_decay,
                        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        eval_every=args.eval_every, seed=args.seed, use_synthetic=not args.no_synthetic,
-                       device=args.device, data_workers=args.data_workers, pool_batches=args.pool_batches,
+                       device=args.device, data_workers=args.data_workers, pool_batches=args.pool_batches, pool_file=args.pool_file,
                        flite_weight=args.flite_weight,
                        fsdd_weight=args.fsdd_weight, synthetic_weight=args.synthetic_weight,
                        recorded_voices=tuple(n.strip() for n in args.recorded_voices.split(",") if n.strip()),

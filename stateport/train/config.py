@@ -40,6 +40,7 @@ class TrainConfig:
     threads: int = 1  # measured: 2 intra-op threads made LSTM training 30x slower on a busy 2-core box
     data_workers: int = 1
     pool_batches: int = 0  # > 0: draw this many batches once and train over them (models with a frozen prefix)
+    pool_file: str | None = None  # where that pool is saved, and loaded by runs that would draw the same one
     device: str = "cpu"  # torch device for the model ("cuda" when there is one); data stays on CPU
     augment: dict = field(default_factory=dict)
     arch_overrides: dict = field(default_factory=dict)  # e.g. {"dropout": 0.2}
@@ -54,3 +55,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def pool_key(self) -> dict:
+        """What determines the pool of training batches (``pool_batches``): everything but how
+        the model is fitted to it, so runs that differ only in those may share a saved pool."""
+        d = self.to_dict()
+        for name in FITTING_ONLY:
+            d.pop(name)
+        d["arch_overrides"] = {k: v for k, v in d["arch_overrides"].items() if k not in REGULARISER_OVERRIDES}
+        return d
+
+
+# Settings that act on the model's fitting, never on the training batches it sees.
+FITTING_ONLY = ("steps", "learning_rate", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "eval_every",
+                "keep_eval_checkpoints", "dev_utterances", "threads", "device", "pool_file")
+# Architecture options that only regularise trained layers (active in training mode only).
+REGULARISER_OVERRIDES = ("dropout", "input_dropout", "input_noise")

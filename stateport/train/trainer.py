@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, PoolFileError
 from ..nn.frontend import TorchFrontend
 from ..runtime.frontend import FrontendConfig
 from ..vocabulary import BLANK_ID
@@ -385,9 +385,27 @@ def _pooled(batches, cfg: TrainConfig, *, progress: bool, log):
     Why: a model whose costly part is frozen (a pretrained embedding) spends nearly all of a
     step computing it; drawing a pool of batches once and training the head over it many
     times costs a fraction of fresh batches every step. The pool's utterances are still each
-    composed and augmented at random, just reused.
+    composed and augmented at random, just reused. With ``cfg.pool_file``, the pool is saved
+    there, and a later run that would draw the same pool (same :meth:`TrainConfig.pool_key`)
+    loads it instead: comparing ways to fit the head costs the drawing once.
     """
     rng = np.random.default_rng([cfg.seed, 2])
+    pool = _load_pool(cfg.pool_file, cfg, log) if cfg.pool_file and os.path.exists(cfg.pool_file) else None
+    if pool is None:
+        pool = _draw_pool(batches, cfg, progress=progress, log=log)
+        if cfg.pool_file:
+            os.makedirs(os.path.dirname(os.path.abspath(cfg.pool_file)), exist_ok=True)
+            tmp = cfg.pool_file + ".partial"  # never a half-written pool under the real name
+            torch.save({"pool_key": cfg.pool_key(), "batches": pool}, tmp)
+            os.replace(tmp, cfg.pool_file)
+            log(f"saved the pool of training batches to {cfg.pool_file}")
+    del batches  # the last reference: the data workers stop instead of filling their prefetch queues
+    while True:
+        for i in rng.permutation(len(pool)):
+            yield pool[i]
+
+
+def _draw_pool(batches, cfg: TrainConfig, *, progress: bool, log) -> list:
     bar = None
     if progress:
         from tqdm import tqdm
@@ -402,10 +420,21 @@ def _pooled(batches, cfg: TrainConfig, *, progress: bool, log):
             bar.update(1)
     if bar:
         bar.close()
-    del batches  # the last reference: the data workers stop instead of filling their prefetch queues
-    while True:
-        for i in rng.permutation(len(pool)):
-            yield pool[i]
+    return pool
+
+
+def _load_pool(path: str, cfg: TrainConfig, log) -> list:
+    try:
+        saved = torch.load(path, weights_only=False)
+        key, pool = saved["pool_key"], saved["batches"]
+    except Exception as e:  # a torn or foreign file: say which, do not train on it
+        raise PoolFileError(f"pool file {path} is not a saved pool of training batches ({e})") from e
+    if key != cfg.pool_key():
+        diff = sorted(k for k in set(key) | set(cfg.pool_key()) if key.get(k) != cfg.pool_key().get(k))
+        raise PoolFileError(f"pool file {path} was drawn for other data settings ({', '.join(diff)} differ); "
+                            f"delete it or name another --pool-file")
+    log(f"loaded the pool of {len(pool)} training batches from {path}")
+    return pool
 
 
 def _batch_stream(cfg, sources, featurize, augment, prefix=None):

@@ -34,3 +34,25 @@ class FeatureNorm(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
+
+
+class InputNoise(nn.Module):
+    """Training-time regulariser of normalised inputs: Gaussian noise of std ``noise_std``, then
+    dropout ``dropout``. The identity in eval mode, so exports carry no trace of it.
+
+    Why: a head trained over a fixed pool of frozen-embedding batches (``--pool-batches``)
+    learns that pool by heart (training CTC loss 0.001); noise makes each pass over the pool
+    see slightly different inputs.
+    """
+
+    def __init__(self, noise_std: float = 0.0, dropout: float = 0.0):
+        super().__init__()
+        self.noise_std = float(noise_std)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        if self.noise_std > 0:
+            x = x + self.noise_std * torch.randn_like(x)
+        return self.dropout(x)

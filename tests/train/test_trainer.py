@@ -217,3 +217,30 @@ def test_a_model_with_a_frozen_prefix_trains_only_its_head_over_a_pool(tmp_path)
     assert all(torch.equal(state[f"windows.embedding.{k}"], v) for k, v in pretrained.items())
     assert float(state["norm.std"].min()) > 1e-3  # the head's input statistics were measured
 
+
+
+def test_a_saved_pool_is_reused_by_runs_with_the_same_data_and_refused_by_others(tmp_path):
+    """--pool-file: a second run with other fitting settings loads the first run's pool (training
+    on it exactly as on the freshly drawn one); a run with other data settings is told why not."""
+    from stateport.errors import PoolFileError
+
+    pool = str(tmp_path / "pool.pt")
+    cfg = TrainConfig(arch="embedding-ctc", size="tiny", steps=6, batch_size=3, eval_every=6, use_synthetic=False,
+                      dev_utterances=4, num_digits_range=(1, 2), warmup_steps=2, data_workers=0, pool_batches=2,
+                      pool_file=pool)
+    logs = []
+    first = train(cfg, str(tmp_path / "a.pt"), progress=False, log=logs.append)
+    assert any("saved the pool" in m for m in logs)
+    logs.clear()
+    again = train(cfg, str(tmp_path / "b.pt"), progress=False, log=logs.append)
+    assert any("loaded the pool of 2" in m for m in logs)
+    assert again.history[-1]["loss"] == pytest.approx(first.history[-1]["loss"], rel=1e-6)
+    refit = TrainConfig(**{**cfg.to_dict(), "learning_rate": 1e-2, "arch_overrides": {"input_noise": 0.3}})
+    train(refit, str(tmp_path / "c.pt"), progress=False, log=logs.append)
+    other = TrainConfig(**{**cfg.to_dict(), "num_digits_range": (1, 3)})
+    with pytest.raises(PoolFileError, match="num_digits_range"):
+        train(other, str(tmp_path / "d.pt"), progress=False, log=lambda *_: None)
+    (tmp_path / "torn.pt").write_bytes(b"not a pool")
+    with pytest.raises(PoolFileError, match="not a saved pool"):
+        train(TrainConfig(**{**cfg.to_dict(), "pool_file": str(tmp_path / "torn.pt")}), str(tmp_path / "e.pt"),
+              progress=False, log=lambda *_: None)

@@ -17,7 +17,7 @@ from stateport.errors import InvalidInputError
 from stateport.export import export_model
 from stateport.runtime.frontend import compute_features
 from stateport.zoo import get_architecture
-from stateport.zoo.embedding_ctc import BUFFER_FRAMES, HOP_FRAMES, QUIET_FRAME
+from stateport.zoo.embedding_ctc import BUFFER_FRAMES, HOP_FRAMES, LOG_MEL_FLOOR, QUIET_FRAME
 from stateport.zoo.speech_embedding import (SpeechEmbedding, frontend_config, google_log_mel,
                                             weights_from_onnx)
 
@@ -110,6 +110,37 @@ def test_head_forward_of_the_frozen_prefix_equals_the_offline_forward():
     (split,) = model.head_forward(model.frozen_prefix(x))
     assert offline.shape == (2, 25, 11)
     assert (offline - split).abs().max() < 1e-5
+
+
+def test_digital_silence_is_seen_at_the_floor():
+    """Frames below the floor (digital silence: float epsilon, ln = -15.9) reach the embedding as
+    the floor, and the state starts there; speech above it is untouched."""
+    model = get_architecture("embedding-ctc").build("tiny").eval()
+    speech = torch.full((1, 8 * 4, 32), 15.0) + torch.randn(1, 8 * 4, 32)
+    silence_then_speech = torch.cat([torch.full((1, 8 * 3, 32), -15.9), speech], dim=1)
+    floor_then_speech = torch.cat([torch.full((1, 8 * 3, 32), LOG_MEL_FLOOR), speech], dim=1)
+    (a,) = model(silence_then_speech)
+    (b,) = model(floor_then_speech)
+    assert torch.equal(a, b)
+    (c,) = model(torch.cat([torch.full((1, 8 * 3, 32), LOG_MEL_FLOOR + 0.5), speech], dim=1))
+    assert (c - b).abs().max() > 1e-4  # above the floor, values still count
+    assert QUIET_FRAME == LOG_MEL_FLOOR
+
+
+def test_input_noise_acts_in_training_only():
+    """The head's input regularisers change training-mode outputs and vanish in eval mode (export)."""
+    config = {"hidden_size": 16, "num_layers": 1}
+    plain = get_architecture("embedding-ctc").build(config=config, seed=3)
+    noisy = get_architecture("embedding-ctc").build(config={**config, "input_noise": 0.5, "input_dropout": 0.1},
+                                                    seed=3)
+    noisy.load_state_dict(plain.state_dict())  # the regularisers hold no weights
+    emb = plain.frozen_prefix(torch.randn(2, 8 * 6, 32) - 3.0)
+    (a,) = plain.eval().head_forward(emb)
+    (b,) = noisy.eval().head_forward(emb)
+    assert torch.equal(a, b)
+    (c,) = noisy.train().head_forward(emb)
+    (d,) = noisy.train().head_forward(emb)
+    assert (c - a).abs().max() > 1e-3 and (c - d).abs().max() > 1e-3  # fresh noise every call
 
 
 def test_state_is_the_left_context_of_the_windows():
