@@ -250,9 +250,11 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     kept = model if ema is None else ema.module
-    batches = _batch_stream(cfg, sources, featurize, augment, prefix)
     if cfg.pool_batches > 0:
-        batches = _pooled(batches, cfg, progress=progress, log=log)
+        batches = _pooled(lambda: _batch_stream(cfg, sources, featurize, augment, prefix), cfg,
+                          progress=progress, log=log)
+    else:
+        batches = _batch_stream(cfg, sources, featurize, augment, prefix)
     best = {"wer": float("inf"), "step": -1, "state": None}
     history = []
     bar = None
@@ -379,7 +381,7 @@ def spec_augment(feats: torch.Tensor, frames: torch.Tensor, rng: np.random.Gener
                 feats[i, t0:t0 + w] = fill
 
 
-def _pooled(batches, cfg: TrainConfig, *, progress: bool, log):
+def _pooled(make_batches, cfg: TrainConfig, *, progress: bool, log):
     """Draw ``cfg.pool_batches`` batches once, then cycle through them, reshuffled every pass.
 
     Why: a model whose costly part is frozen (a pretrained embedding) spends nearly all of a
@@ -392,14 +394,15 @@ def _pooled(batches, cfg: TrainConfig, *, progress: bool, log):
     rng = np.random.default_rng([cfg.seed, 2])
     pool = _load_pool(cfg.pool_file, cfg, log) if cfg.pool_file and os.path.exists(cfg.pool_file) else None
     if pool is None:
-        pool = _draw_pool(batches, cfg, progress=progress, log=log)
+        # Data workers start only for a pool that must be drawn, and stop once it is: the
+        # last reference to their stream goes with _draw_pool's frame.
+        pool = _draw_pool(make_batches(), cfg, progress=progress, log=log)
         if cfg.pool_file:
             os.makedirs(os.path.dirname(os.path.abspath(cfg.pool_file)), exist_ok=True)
             tmp = cfg.pool_file + ".partial"  # never a half-written pool under the real name
             torch.save({"pool_key": cfg.pool_key(), "batches": pool}, tmp)
             os.replace(tmp, cfg.pool_file)
             log(f"saved the pool of training batches to {cfg.pool_file}")
-    del batches  # the last reference: the data workers stop instead of filling their prefetch queues
     while True:
         for i in rng.permutation(len(pool)):
             yield pool[i]
