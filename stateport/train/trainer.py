@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     kept = model if ema is None else ema.module
     if cfg.pool_batches > 0:
         batches = _pooled(lambda: _batch_stream(cfg, sources, featurize, augment, prefix), cfg,
-                          progress=progress, log=log)
+                          _pipeline_probe(featurize, prefix), progress=progress, log=log)
     else:
         batches = _batch_stream(cfg, sources, featurize, augment, prefix)
     best = {"wer": float("inf"), "step": -1, "state": None}
@@ -381,7 +381,7 @@ def spec_augment(feats: torch.Tensor, frames: torch.Tensor, rng: np.random.Gener
                 feats[i, t0:t0 + w] = fill
 
 
-def _pooled(make_batches, cfg: TrainConfig, *, progress: bool, log):
+def _pooled(make_batches, cfg: TrainConfig, probe: torch.Tensor, *, progress: bool, log):
     """Draw ``cfg.pool_batches`` batches once, then cycle through them, reshuffled every pass.
 
     Why: a model whose costly part is frozen (a pretrained embedding) spends nearly all of a
@@ -389,10 +389,12 @@ def _pooled(make_batches, cfg: TrainConfig, *, progress: bool, log):
     times costs a fraction of fresh batches every step. The pool's utterances are still each
     composed and augmented at random, just reused. With ``cfg.pool_file``, the pool is saved
     there, and a later run that would draw the same pool (same :meth:`TrainConfig.pool_key`)
-    loads it instead: comparing ways to fit the head costs the drawing once.
+    loads it instead: comparing ways to fit the head costs the drawing once. The file also
+    keeps ``probe`` (:func:`_pipeline_probe`), so a pool drawn before the code or weights of
+    the features or the frozen prefix changed is refused, not silently trained on.
     """
     rng = np.random.default_rng([cfg.seed, 2])
-    pool = _load_pool(cfg.pool_file, cfg, log) if cfg.pool_file and os.path.exists(cfg.pool_file) else None
+    pool = _load_pool(cfg.pool_file, cfg, probe, log) if cfg.pool_file and os.path.exists(cfg.pool_file) else None
     if pool is None:
         # Data workers start only for a pool that must be drawn, and stop once it is: the
         # last reference to their stream goes with _draw_pool's frame.
@@ -400,7 +402,7 @@ def _pooled(make_batches, cfg: TrainConfig, *, progress: bool, log):
         if cfg.pool_file:
             os.makedirs(os.path.dirname(os.path.abspath(cfg.pool_file)), exist_ok=True)
             tmp = cfg.pool_file + ".partial"  # never a half-written pool under the real name
-            torch.save({"pool_key": cfg.pool_key(), "batches": pool}, tmp)
+            torch.save({"pool_key": cfg.pool_key(), "probe": probe, "batches": pool}, tmp)
             os.replace(tmp, cfg.pool_file)
             log(f"saved the pool of training batches to {cfg.pool_file}")
     while True:
@@ -426,16 +428,27 @@ def _draw_pool(batches, cfg: TrainConfig, *, progress: bool, log) -> list:
     return pool
 
 
-def _load_pool(path: str, cfg: TrainConfig, log) -> list:
+def _pipeline_probe(featurize: _Featurizer, prefix=None) -> torch.Tensor:
+    """What the data pipeline makes of one fixed second of noise: the features, or the frozen
+    prefix's output on them. Same code and weights, same probe (to float rounding)."""
+    wave = (0.1 * np.random.default_rng(0).standard_normal((1, 16000))).astype(np.float32)
+    feats, _ = featurize(wave, np.array([wave.shape[1]]))
+    return feats if prefix is None else prefix(feats)
+
+
+def _load_pool(path: str, cfg: TrainConfig, probe: torch.Tensor, log) -> list:
     try:
         saved = torch.load(path, weights_only=False)
-        key, pool = saved["pool_key"], saved["batches"]
+        key, saved_probe, pool = saved["pool_key"], saved["probe"], saved["batches"]
     except Exception as e:  # a torn or foreign file: say which, do not train on it
         raise PoolFileError(f"pool file {path} is not a saved pool of training batches ({e})") from e
     if key != cfg.pool_key():
         diff = sorted(k for k in set(key) | set(cfg.pool_key()) if key.get(k) != cfg.pool_key().get(k))
         raise PoolFileError(f"pool file {path} was drawn for other data settings ({', '.join(diff)} differ); "
                             f"delete it or name another --pool-file")
+    if saved_probe.shape != probe.shape or not torch.allclose(saved_probe, probe, rtol=1e-4, atol=1e-4):
+        raise PoolFileError(f"pool file {path} was drawn by another version of the features or of the frozen "
+                            f"prefix (code or weights changed since); delete it or name another --pool-file")
     log(f"loaded the pool of {len(pool)} training batches from {path}")
     return pool
 

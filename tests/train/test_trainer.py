@@ -240,6 +240,12 @@ def test_a_saved_pool_is_reused_by_runs_with_the_same_data_and_refused_by_others
     other = TrainConfig(**{**cfg.to_dict(), "num_digits_range": (1, 3)})
     with pytest.raises(PoolFileError, match="num_digits_range"):
         train(other, str(tmp_path / "d.pt"), progress=False, log=lambda *_: None)
+    saved = torch.load(pool, weights_only=False)
+    saved["probe"] = saved["probe"] + 0.01  # as if the frozen prefix's code or weights had changed since
+    torch.save(saved, tmp_path / "stale.pt")
+    with pytest.raises(PoolFileError, match="another version"):
+        train(TrainConfig(**{**cfg.to_dict(), "pool_file": str(tmp_path / "stale.pt")}), str(tmp_path / "s.pt"),
+              progress=False, log=lambda *_: None)
     (tmp_path / "torn.pt").write_bytes(b"not a pool")
     with pytest.raises(PoolFileError, match="not a saved pool"):
         train(TrainConfig(**{**cfg.to_dict(), "pool_file": str(tmp_path / "torn.pt")}), str(tmp_path / "e.pt"),
