@@ -431,7 +431,8 @@ def _draw_pool(batches, cfg: TrainConfig, *, progress: bool, log) -> list:
 def _pipeline_probe(featurize: _Featurizer, prefix=None) -> torch.Tensor:
     """What the data pipeline makes of one fixed second of noise: the features, or the frozen
     prefix's output on them. Same code and weights, same probe (to float rounding)."""
-    wave = (0.1 * np.random.default_rng(0).standard_normal((1, 16000))).astype(np.float32)
+    samples = featurize.config.sample_rate_hz
+    wave = (0.1 * np.random.default_rng(0).standard_normal((1, samples))).astype(np.float32)
     feats, _ = featurize(wave, np.array([wave.shape[1]]))
     return feats if prefix is None else prefix(feats)
 
@@ -442,8 +443,9 @@ def _load_pool(path: str, cfg: TrainConfig, probe: torch.Tensor, log) -> list:
         key, saved_probe, pool = saved["pool_key"], saved["probe"], saved["batches"]
     except Exception as e:  # a torn or foreign file: say which, do not train on it
         raise PoolFileError(f"pool file {path} is not a saved pool of training batches ({e})") from e
-    if key != cfg.pool_key():
-        diff = sorted(k for k in set(key) | set(cfg.pool_key()) if key.get(k) != cfg.pool_key().get(k))
+    expected = cfg.pool_key()
+    if key != expected:
+        diff = sorted(k for k in set(key) | set(expected) if key.get(k) != expected.get(k))
         raise PoolFileError(f"pool file {path} was drawn for other data settings ({', '.join(diff)} differ); "
                             f"delete it or name another --pool-file")
     if saved_probe.shape != probe.shape or not torch.allclose(saved_probe, probe, rtol=1e-4, atol=1e-4):
