@@ -29,6 +29,9 @@ STATE_OUT_SUFFIX = "_out"
 BATCH_DIM = "batch"
 TIME_DIM = "T"
 SUPPORTED_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool")
+# What a client computes and feeds for a side input (a per-call input that is not the signal):
+# ``chunk_length``: frames in this step's chunk; ``stream_offset``: frames advanced before it.
+SIDE_ROLES = ("chunk_length", "stream_offset")
 OUTPUT_KINDS = ("ctc", "transducer_encoder", "transducer_predictor", "transducer_joiner",
                 "classifier", "vad", "raw")
 
@@ -77,6 +80,11 @@ class TensorPort:
     The time axis is usually audio frames (``"T"``); a transducer predictor's token input counts
     tokens (``"U"``). ``value_range`` ``[low, high)`` bounds the values of an integer input (token
     ids index a vocabulary), so a client can refuse an out-of-range id before the runtime does.
+
+    ``side_role`` marks a side input the client computes per step instead of slicing it from the
+    signal (one of ``SIDE_ROLES``; an integer ``[batch]`` tensor): ``chunk_length`` is the
+    number of frames in this step's chunk, ``stream_offset`` the frames advanced before it
+    (0 at the start of a stream). None for the signal itself and for outputs.
     """
 
     name: str
@@ -86,6 +94,7 @@ class TensorPort:
     time_axis: int | None = None
     description: str = ""
     value_range: list | None = None
+    side_role: str | None = None
 
     def __post_init__(self):
         check_port_name(self.name)
@@ -102,6 +111,13 @@ class TensorPort:
                 raise CardError(f"port {self.name!r}: value_range must be [low, high) with integers low < high, "
                                 f"got {vr!r}")
             self.value_range = [int(vr[0]), int(vr[1])]
+        if self.side_role is not None:
+            if self.role != "input" or self.side_role not in SIDE_ROLES:
+                raise CardError(f"port {self.name!r}: side_role {self.side_role!r} must be one of "
+                                f"{', '.join(SIDE_ROLES)}, on an input")
+            if not self.dtype.startswith("int") or len(self.shape) != 1:
+                raise CardError(f"port {self.name!r}: a side input is an integer [batch] tensor, got {self.dtype} "
+                                f"{self.shape}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +130,13 @@ class StatePort:
     ``init`` is the fill value of a fresh state; ``batch_axis`` is where streams stack
     (it differs between states in real models); ``reset_on_end_of_speech`` says whether a
     client clears this state when the VAD reports the end of an utterance.
+
+    ``batch_uniform``: the model keeps one value for the whole batch (a counter, the valid
+    length of a buffer); the graph reads the first row along ``batch_axis`` and writes it to
+    every row, so a client may batch streams only while their values of this state are equal
+    (e.g. once every stream is past its warm-up). ``valid_length_state`` (on a fixed-size
+    buffer standing for a state that starts empty and grows to a maximum) names the integer
+    state counting its valid entries: the last ``n`` along ``grow_axis``.
     """
 
     name: str
@@ -125,6 +148,9 @@ class StatePort:
     reset_on_end_of_speech: bool = True
     description: str = ""
     role: str = "state"
+    batch_uniform: bool = False
+    valid_length_state: str | None = None
+    grow_axis: int | None = None
 
     def __post_init__(self):
         check_port_name(self.name)
@@ -140,6 +166,10 @@ class StatePort:
             raise CardError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}")
         if not math.isfinite(float(self.init)):
             raise CardError(f"state {self.name!r}: init must be a finite number")
+        if (self.valid_length_state is None) != (self.grow_axis is None):
+            raise CardError(f"state {self.name!r}: valid_length_state and grow_axis go together")
+        if self.grow_axis is not None and not 0 <= self.grow_axis < len(self.shape):
+            raise CardError(f"state {self.name!r}: grow_axis {self.grow_axis} outside shape {self.shape}")
 
     @property
     def state_name(self) -> str:
@@ -174,6 +204,11 @@ class StreamingSpec:
     Chunk lengths must be a multiple of ``frame_multiple`` (e.g. the subsampling factor) and at
     least ``min_frames``; a static export takes exactly ``frames_per_step``. ``frames_per_step``
     of 0 means the input has no time axis (one frame per call, e.g. an LSTMCell step).
+
+    ``chunk_exact``: the model equals its offline reference only when every step advances
+    exactly ``frames_advanced_per_step`` frames (e.g. attention masked in fixed chunks); only the
+    last chunk of a stream may be shorter. With ``lookahead_frames`` R, a step takes its
+    chunk plus the next R frames and advances by the chunk alone; its outputs cover the chunk.
     """
 
     sample_rate_hz: int
@@ -187,6 +222,7 @@ class StreamingSpec:
     static: bool = False
     frontend_window_samples: int = 0
     algorithmic_latency_ms: float = 0.0
+    chunk_exact: bool = False
 
     def __post_init__(self):
         for k in ("sample_rate_hz", "frame_hop_samples", "frame_multiple", "subsampling"):
@@ -219,6 +255,9 @@ class StreamingSpec:
             return f"a chunk needs at least {self.min_frames} frames"
         if frames % self.frame_multiple:
             return f"chunk length must be a multiple of {self.frame_multiple} frames"
+        if self.chunk_exact and frames > self.frames_per_step:
+            return (f"this model takes exactly {self.frames_per_step} frames per step (a shorter chunk only at "
+                    "the end of a stream)")
         return None
 
     def to_dict(self) -> dict:
@@ -271,7 +310,12 @@ class Provenance:
 
 @dataclass
 class ModelCard:
-    """The whole card. Graph inputs are ``inputs`` then state inputs; outputs likewise."""
+    """The whole card. Graph inputs are ``inputs`` then state inputs; outputs likewise.
+
+    ``constants`` records the values bound into the graph at export (e.g. ``{"sr": 16000}``
+    for a model whose forward takes a sample rate): nothing to feed, but the graph holds only
+    for them.
+    """
 
     name: str
     inputs: list
@@ -283,6 +327,7 @@ class ModelCard:
     frontend: dict | None = None
     certificate: dict | None = None
     schema: str = SCHEMA
+    constants: dict | None = None
 
     def __post_init__(self):
         self.validate()
@@ -297,6 +342,11 @@ class ModelCard:
             seen[name] = role
         if self.output.port and self.output.port not in self.output_names:
             raise CardError(f"output.port {self.output.port!r} is not an output of this model")
+        state_names = {s.state_name for s in self.states}
+        for s in self.states:
+            if s.valid_length_state is not None and s.valid_length_state not in state_names:
+                raise CardError(f"state {s.name!r}: valid_length_state {s.valid_length_state!r} is not a state of "
+                                "this model")
 
     def iter_port_names(self):
         for p in self.inputs:
@@ -340,6 +390,7 @@ class ModelCard:
             "output": self.output.to_dict(),
             "provenance": self.provenance.to_dict(),
             "certificate": self.certificate,
+            "constants": self.constants,
         }
 
     def to_json(self) -> str:
@@ -368,7 +419,7 @@ class ModelCard:
                 name=d["name"], inputs=inputs, outputs=outputs, states=states,
                 streaming=StreamingSpec(**d["streaming"]), output=OutputSpec(**d["output"]),
                 provenance=Provenance(**d["provenance"]), frontend=d.get("frontend"),
-                certificate=d.get("certificate"), schema=schema)
+                certificate=d.get("certificate"), schema=schema, constants=d.get("constants"))
         except KeyError as e:
             raise CardError(f"the card lacks the required field {e.args[0]!r}") from None
         except TypeError as e:

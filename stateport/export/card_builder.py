@@ -23,7 +23,7 @@ def example_inputs(model, frames: int, batch: int = 1, *, seed: int = 0) -> tupl
     inputs (token ids) are drawn from their ``value_range``.
     """
     g = torch.Generator().manual_seed(seed)
-    return tuple(spec.random(spec.concrete_shape(batch, frames), g) for spec in model.input_specs())
+    return tuple(spec.example(batch, frames, g, offset_chunks=3 + seed) for spec in model.input_specs())
 
 
 def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
@@ -34,7 +34,7 @@ def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch
 def example_sequences(model, frames: int, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Deterministic whole sequences, what ``forward`` takes: frame-wise inputs gain a frame axis 1."""
     g = torch.Generator().manual_seed(seed)
-    return tuple(spec.random(spec.sequence_shape(batch, frames), g) for spec in model.input_specs())
+    return tuple(spec.example(batch, frames, g, sequence=True) for spec in model.input_specs())
 
 
 def example_sequence(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
@@ -59,7 +59,7 @@ def input_ports(model, *, chunk_frames: int, static: bool) -> list[TensorPort]:
                 shape.append(int(d))
         vr = list(spec.value_range) if spec.value_range is not None else None
         ports.append(TensorPort(spec.name, "input", shape, _DTYPES[spec.dtype], spec.time_axis, spec.description,
-                                vr))
+                                vr, getattr(spec, "side_role", None)))
     return ports
 
 
@@ -83,7 +83,9 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
     xs = example_inputs(model, probe_frames, PROBE_BATCH)
     with torch.no_grad():
         out = model.step(*xs, *model.init_state(PROBE_BATCH))
-    out_frames = probe_frames // max(s.subsampling, 1)
+    # A look-ahead model's step outputs only the frames it advances over.
+    out_frames = (probe_frames - s.lookahead_frames) // max(s.subsampling, 1)
+    out_time_dim = time_dim if not s.lookahead_frames else f"{time_dim}_minus_{s.lookahead_frames}"
     outputs = []
     for oname, tensor in zip(model.output_names, out[: len(model.output_names)]):
         shape, time_axis = [], None
@@ -95,7 +97,7 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
                 if static:
                     shape.append(int(size))
                 else:
-                    shape.append(time_dim if s.subsampling == 1 else f"{time_dim}_div_{s.subsampling}")
+                    shape.append(out_time_dim if s.subsampling == 1 else f"{out_time_dim}_div_{s.subsampling}")
             else:
                 shape.append(int(size))
         outputs.append(TensorPort(oname, "output", shape, _DTYPES.get(tensor.dtype, "float32"), time_axis))
@@ -105,14 +107,16 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
         pin, pout = state_port_names(d.name)
         shape = [batch_dim if dim == BATCH_DIM else int(dim) for dim in d.shape]
         states.append(StatePort(pin, pout, shape, d.batch_axis, _DTYPES[d.dtype], float(d.init),
-                                d.reset_on_end_of_speech, d.description))
+                                d.reset_on_end_of_speech, d.description, batch_uniform=d.batch_uniform,
+                                valid_length_state=d.valid_length_state, grow_axis=d.grow_axis))
 
     streaming = StreamingSpec(
         sample_rate_hz=s.sample_rate_hz, frame_hop_samples=s.frame_hop_samples,
         frames_per_step=0 if frame_wise else chunk_frames,
         frames_advanced_per_step=0 if frame_wise else chunk_frames - s.lookahead_frames,
         frame_multiple=s.frame_multiple, min_frames=s.min_frames, lookahead_frames=s.lookahead_frames,
-        subsampling=s.subsampling, static=static, frontend_window_samples=frontend_window_samples(s.frontend))
+        subsampling=s.subsampling, static=static, frontend_window_samples=frontend_window_samples(s.frontend),
+        chunk_exact=s.chunk_exact)
     output = OutputSpec(kind=s.output_kind, port=s.output_port or model.output_names[0],
                         vocabulary=list(s.vocabulary), blank_id=s.blank_id)
     prov = Provenance(
@@ -121,4 +125,4 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
         created_utc=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         **provenance)
     return ModelCard(name=name, inputs=inputs, outputs=outputs, states=states, streaming=streaming,
-                     output=output, provenance=prov, frontend=s.frontend)
+                     output=output, provenance=prov, frontend=s.frontend, constants=getattr(model, "constants", None))

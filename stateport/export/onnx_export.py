@@ -27,7 +27,7 @@ from ..errors import InvalidInputError, UnsupportedError
 from ..runtime.model_file import write_card
 from ..spec import ModelCard
 from .card_builder import build_card, example_inputs, example_sequences
-from .state_guard import check_no_hidden_state
+from .state_guard import check_no_hidden_state, frozen_value_sites, refuse_frozen_values
 
 DEFAULT_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
@@ -59,12 +59,17 @@ class FlatStep(nn.Module):
 
 
 @contextlib.contextmanager
-def _quiet():
-    """The exporters print deprecation banners and progress; keep the CLI readable."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
+def _quiet(into: list | None = None):
+    """The exporters print deprecation banners and progress; keep the CLI readable. The warnings
+    go to ``into``, so the tracer's warnings about frozen values are checked, not lost."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            if into is not None:
+                into.extend(caught)
 
 
 def _dynamic_axes(card: ModelCard) -> dict:
@@ -80,9 +85,9 @@ def _dynamic_axes(card: ModelCard) -> dict:
     return axes
 
 
-def _torch_export(flat: FlatStep, args: tuple, card: ModelCard, exporter: str, opset: int) -> bytes:
+def _torch_export(flat: FlatStep, args: tuple, card: ModelCard, exporter: str, opset: int, caught=None) -> bytes:
     buf = io.BytesIO()
-    with _quiet(), torch.no_grad():
+    with _quiet(caught), torch.no_grad():
         if exporter == "torchscript":
             torch.onnx.export(flat, args, buf, input_names=card.input_names, output_names=card.output_names,
                               dynamic_axes=_dynamic_axes(card) or None, opset_version=opset, dynamo=False)
@@ -98,6 +103,14 @@ def _torch_export(flat: FlatStep, args: tuple, card: ModelCard, exporter: str, o
                                     dynamic_shapes=(dynamic_shapes[0], tuple(dynamic_shapes[1:])), dynamo=True)
         program.save(buf)
         return buf.getvalue()
+
+
+def _export_or_refuse(flat, args, card, exporter, opset, caught) -> bytes:
+    try:
+        return _torch_export(flat, args, card, exporter, opset, caught)
+    except Exception as e:  # the exporters raise many types; report the op/cause in one line
+        raise UnsupportedError(f"the {exporter} exporter could not export {type(flat.model).__name__}: "
+                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def _add_state_defaults(model_proto, card: ModelCard) -> None:
@@ -143,16 +156,19 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
     card = build_card(model, name=name or provenance["architecture"], chunk_frames=frames or 0, static=static,
                       provenance=provenance)
 
-    # Trace with a chunk of 2x the nominal length so no size coincides with a weight dimension.
-    trace_frames = frames if static else 2 * max(frames, 1)
-    xs = example_inputs(model, trace_frames, 1)
-    state = model.init_state(1)
+    # Trace with a chunk of 2x the nominal length so no size coincides with a weight dimension;
+    # a chunk-exact model is traced at the one chunk it takes. The state is one past the warm-up.
+    trace_frames = frames if static or s.chunk_exact else 2 * max(frames, 1)
     flat = FlatStep(model, broadcast_batch=not static)
-    try:
-        data = _torch_export(flat, (*xs, *state), card, exporter, opset)
-    except Exception as e:  # the exporters raise many types; report the op/cause in one line
-        raise UnsupportedError(f"the {exporter} exporter could not export {type(model).__name__}: "
-                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    caught: list = []
+    data = _export_or_refuse(flat, (*example_inputs(model, trace_frames, 1), *model.trace_state(1)), card,
+                             exporter, opset, caught)
+    sites = frozen_value_sites(caught)
+    if sites and exporter == "torchscript":
+        # Same shapes, other values: a graph that depends on them froze a value (see state_guard).
+        other = _export_or_refuse(flat, (*example_inputs(model, trace_frames, 1, seed=1), *model.init_state(1)),
+                                  card, exporter, opset, [])
+        refuse_frozen_values(data, other, sites, model)
     proto = onnx.load_from_string(data)
     _add_state_defaults(proto, card)
     card.provenance.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)

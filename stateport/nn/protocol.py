@@ -22,13 +22,13 @@ joiner) is a :class:`MultiGraphModule` whose ``graphs()`` are streaming modules,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from ..errors import InvalidInputError, PortNameError
-from ..spec import BATCH_DIM, TIME_DIM, check_port_name, state_port_names
+from ..spec import BATCH_DIM, SIDE_ROLES, TIME_DIM, check_port_name, state_port_names
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class StateDecl:
 
     ``reset_on_end_of_speech`` tells clients whether to clear it when the VAD says an
     utterance ended (recurrent memory: yes; e.g. a running normaliser: maybe not).
+    ``batch_uniform``, ``valid_length_state`` and ``grow_axis`` go to the card as they are (see
+    :class:`stateport.spec.StatePort`): one value for the whole batch; a fixed-size buffer whose
+    last ``n`` entries along ``grow_axis`` are valid, ``n`` being that other state.
     """
 
     name: str
@@ -45,6 +48,9 @@ class StateDecl:
     reset_on_end_of_speech: bool = True
     dtype: torch.dtype = torch.float32
     description: str = ""
+    batch_uniform: bool = False
+    valid_length_state: str | None = None
+    grow_axis: int | None = None
 
     @property
     def batch_axis(self) -> int:
@@ -54,11 +60,10 @@ class StateDecl:
         return tuple(batch if d == BATCH_DIM else int(d) for d in self.shape)
 
     def new(self, batch: int) -> torch.Tensor:
-        return torch.full(self.concrete_shape(batch), float(self.init), dtype=self.dtype)
+        return torch.full(self.concrete_shape(batch), self.init, dtype=self.dtype)
 
     def renamed(self, name: str) -> "StateDecl":
-        return StateDecl(name, self.shape, self.init, self.reset_on_end_of_speech, self.dtype,
-                         self.description)
+        return replace(self, name=name)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,10 @@ class InputSpec:
     audio frames, ``"U"`` for tokens, ...) and every other dim is an int. ``value_range``
     ``(low, high)`` is the half-open range of an integer input's valid values (e.g. token ids
     ``[0, V)``): examples and parity inputs are drawn from it, and clients check it.
+
+    ``side_role`` (one of :data:`stateport.spec.SIDE_ROLES`) marks a per-call side input that
+    is computed, not sliced from the signal: an int64 ``[batch]`` tensor holding the chunk's
+    frame count (``chunk_length``) or the frames advanced before it (``stream_offset``).
     """
 
     name: str
@@ -77,10 +86,18 @@ class InputSpec:
     time_axis: int | None = None
     value_range: tuple | None = None
     description: str = ""
+    side_role: str | None = None
 
     def __post_init__(self):
         if not self.shape or self.shape[0] != BATCH_DIM:
             raise InvalidInputError(f"input {self.name!r}: shape {self.shape} must start with {BATCH_DIM!r}")
+        if self.side_role is not None:
+            if self.side_role not in SIDE_ROLES:
+                raise InvalidInputError(f"input {self.name!r}: side role {self.side_role!r} is not one of "
+                                        f"{', '.join(SIDE_ROLES)}")
+            if tuple(self.shape) != (BATCH_DIM,) or self.dtype.is_floating_point or self.time_axis is not None:
+                raise InvalidInputError(f"input {self.name!r}: a side input is an integer [batch] tensor")
+            return
         for axis, d in enumerate(self.shape[1:], start=1):
             if isinstance(d, str) and axis != self.time_axis:
                 raise InvalidInputError(f"input {self.name!r}: dimension {d!r} on axis {axis} is symbolic; only "
@@ -98,12 +115,31 @@ class InputSpec:
 
     def concrete_shape(self, batch: int, frames: int) -> tuple[int, ...]:
         """One step's shape: ``frames`` on the time axis (if any), ``batch`` on axis 0."""
+        if self.side_role is not None:
+            return (batch,)
         return tuple(batch if i == 0 else frames if i == self.time_axis else int(d) for i, d in enumerate(self.shape))
 
     def sequence_shape(self, batch: int, frames: int) -> tuple[int, ...]:
         """A whole sequence's shape: frame-wise inputs gain a frame axis 1 (``[B, F]`` -> ``[B, N, F]``)."""
         shape = self.concrete_shape(batch, frames)
-        return shape if self.time_axis is not None else (shape[0], frames, *shape[1:])
+        return shape if self.time_axis is not None or self.side_role else (shape[0], frames, *shape[1:])
+
+    def side_value(self, batch: int, chunk_frames: int, offset_frames: int) -> torch.Tensor:
+        """The value a client feeds to this side input for a chunk of ``chunk_frames`` frames that
+        starts ``offset_frames`` into the stream."""
+        value = chunk_frames if self.side_role == "chunk_length" else offset_frames
+        return torch.full((batch,), int(value), dtype=self.dtype)
+
+    def example(self, batch: int, frames: int, generator: torch.Generator, *, sequence: bool = False,
+                offset_chunks: int = 3):
+        """Deterministic example values for one step of ``frames`` frames (``sequence``: a whole
+        utterance from the start of a stream). A step's side inputs describe a chunk
+        ``offset_chunks`` chunks into the stream, so a value frozen at trace time differs from
+        the one a client feeds."""
+        if self.side_role is not None:
+            return self.side_value(batch, frames, 0 if sequence else offset_chunks * frames)
+        shape = self.sequence_shape(batch, frames) if sequence else self.concrete_shape(batch, frames)
+        return self.random(shape, generator)
 
     def random(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
         """Deterministic example values of ``shape``: normal floats, or integers in ``value_range``."""
@@ -146,6 +182,8 @@ class StreamingConfig:
 
     ``frames_per_step`` is the nominal chunk; chunk lengths must be multiples of
     ``frame_multiple``; ``lookahead_frames`` of right context are consumed but not advanced.
+    ``chunk_exact``: every step but a stream's last advances exactly the nominal chunk (see
+    :class:`stateport.spec.StreamingSpec`); the export then traces that chunk.
     """
 
     frames_per_step: int = 16
@@ -160,6 +198,7 @@ class StreamingConfig:
     output_port: str = ""
     vocabulary: list = field(default_factory=list)
     blank_id: int | None = None
+    chunk_exact: bool = False
 
 
 class StreamingModule(nn.Module):
@@ -176,6 +215,7 @@ class StreamingModule(nn.Module):
     input_dim: int = 80
     time_axis: int | None = 1
     architecture: str = "custom"
+    constants: dict | None = None  # values bound into the graph at export (the card's ``constants``)
 
     def __init__(self):
         super().__init__()
@@ -222,6 +262,16 @@ class StreamingModule(nn.Module):
 
     def init_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         return tuple(d.new(batch) for d in self.state_decls())
+
+    def lifted_modules(self) -> list:
+        """Submodules whose own state this module lifts into its state ports (the hidden-state
+        guard then leaves their scripted attributes alone)."""
+        return []
+
+    def trace_state(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """The state the export traces ``step`` with: a fresh one unless a model says otherwise
+        (e.g. one past its warm-up, so no buffer is traced empty)."""
+        return self.init_state(batch)
 
     def split_state(self, state) -> dict:
         """Map each streaming layer to its slice of the flat state tuple (in layer order)."""
