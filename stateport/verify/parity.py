@@ -45,6 +45,11 @@ def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
         return {"1-frame": [1] * total_frames}
     if s.static:
         return {"nominal": [s.frames_per_step] * (total_frames // s.frames_per_step)}
+    # Plans count the frames each step advances; a look-ahead model's step also takes the next
+    # lookahead_frames (see _slice), so the plans cover all but those last frames.
+    total_frames -= s.lookahead_frames
+    if s.chunk_exact:
+        return {"nominal": _fill([s.frames_per_step - s.lookahead_frames], total_frames, 1)}
     smallest = max(s.frame_multiple, s.min_frames)
     smallest += (-smallest) % s.frame_multiple
     plans = {}
@@ -84,7 +89,11 @@ def usable_frames(card: ModelCard, frames: int) -> int:
     """Trim a frame count so every chunking can cover it (multiples, static chunk size)."""
     s = card.streaming
     unit = s.frames_per_step if s.static else max(s.frame_multiple, 1)
-    return max(unit, frames - frames % max(unit, 1))
+    frames = max(unit, frames - frames % max(unit, 1))
+    advance = s.frames_per_step - s.lookahead_frames
+    if s.chunk_exact and advance > unit and (frames - s.lookahead_frames) % advance == 0:
+        frames -= advance // 2 // unit * unit  # so the stream ends with a shorter chunk, as real ones do
+    return frames
 
 
 def _as_inputs(x, card: ModelCard) -> dict:
@@ -93,11 +102,19 @@ def _as_inputs(x, card: ModelCard) -> dict:
 
 
 def _slice(xs: dict, card: ModelCard, a: int, b: int) -> dict:
-    """Frames ``[a, b)`` of every input: one frame (no frame axis) for frame-wise models."""
+    """Frames ``[a, b)`` of every input: one frame (no frame axis) for frame-wise models.
+
+    A look-ahead model also gets the ``lookahead_frames`` after ``b`` (as far as there are);
+    side inputs get this chunk's values (its frame count, or ``a`` frames advanced before it).
+    """
     out = {}
+    b = b + card.streaming.lookahead_frames if card.streaming.frames_per_step else b
     for p in card.inputs:
         v = xs[p.name]
-        if card.streaming.frames_per_step == 0:
+        if p.side_role is not None:
+            value = (min(b, _num_frames(xs, card)) - a) if p.side_role == "chunk_length" else a
+            out[p.name] = np.full(v.shape, value, dtype=v.dtype)
+        elif card.streaming.frames_per_step == 0:
             out[p.name] = v[:, a]
         elif p.time_axis is None:
             out[p.name] = v  # no time axis in a streaming model: the same value with every step
@@ -113,7 +130,7 @@ def _batch_of(xs: dict) -> int:
 
 
 def _num_frames(xs: dict, card: ModelCard) -> int:
-    p = card.inputs[0]
+    p = next(p for p in card.inputs if p.side_role is None)
     return int(xs[p.name].shape[1 if p.time_axis is None else p.time_axis])
 
 
@@ -245,6 +262,10 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
     elif s.static:
         report.notes.append(f"static export: every step takes exactly {s.frames_per_step} frames, so only the "
                             "nominal chunking applies and there is no whole-utterance offline call")
+    elif s.chunk_exact:
+        report.notes.append(f"chunk-exact model: every step advances exactly {s.frames_per_step - s.lookahead_frames}"
+                            " frames (the last one fewer), so only the nominal chunking applies and the graph is "
+                            "not run on the whole utterance at once")
     else:
         check = CheckResult(f"{candidate.name} offline vs {ref} offline", "only the input fed, no state", tolerance)
         report.checks.append(_guarded(check, lambda c: _compare_outputs(
@@ -265,6 +286,16 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
         report.checks.append(_guarded(CheckResult(f"{candidate.name} stream, 3 streams batched",
                                                   f"{BATCH_CHECK_SECONDS:g} s each, nominal chunks", tolerance),
                                       lambda c: _batched(c, reference, candidate, card, plans, seed)))
+    if s.lookahead_frames and not frame_wise:
+        report.notes.append(f"look-ahead model: each step also took the next {s.lookahead_frames} frames; the last "
+                            f"{s.lookahead_frames} frames serve only as look-ahead (compared: the frames before)")
+    own = [c for c in report.checks if c.name.startswith(f"{ref} stream") and not c.passed]
+    if own and all(d.first_divergent_step == 0 for c in own for d in c.diffs if not d.passed(c.tolerance)):
+        report.notes.append(
+            f"the {ref} model's own streaming disagrees with its offline reference from the first step: the "
+            "reference itself may be the wrong one (e.g. forward() runs the whole utterance with full attention "
+            "where the stream sees chunks). Give the model's own full-utterance twin as the reference: "
+            "declare_step(..., reference=lambda x: ...), or override forward() of a StreamingModule")
     return report
 
 
@@ -310,7 +341,8 @@ def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: d
     streams = [synthetic_inputs(card, frames, batch=1, seed=seed + 1 + i) for i in range(3)]
     xb = {p.name: np.concatenate([st[p.name] for st in streams], axis=0) for p in card.inputs}
     lengths = nominal_lengths(plans)
-    lengths = _fill(lengths, frames, max(s.frame_multiple, 1)) if not s.frames_per_step == 0 else [1] * frames
+    lengths = (_fill(lengths, frames - s.lookahead_frames, max(s.frame_multiple, 1)) if not s.frames_per_step == 0
+               else [1] * frames)
     got, bounds, _ = run_stream(candidate, xb, lengths, card)
     refs = [_offline_reference(reference, st, card) for st in streams]
     ref = {p.name: np.concatenate([r[p.name] for r in refs], 0) for p in card.outputs}

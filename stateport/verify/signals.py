@@ -52,6 +52,11 @@ def synthetic_inputs(card, frames: int, *, batch: int = 1, seed: int = 0) -> dic
     out = {}
     for i, port in enumerate(card.inputs):
         s = seed + _INPUT_SEED_STRIDE * i
+        if port.side_role is not None:
+            # Computed, not drawn: the whole utterance is one chunk starting the stream.
+            value = frames if port.side_role == "chunk_length" else 0
+            out[port.name] = np.full((batch,), value, dtype=np.dtype(port.dtype))
+            continue
         shape = []
         for axis, d in enumerate(port.shape):
             if axis == 0:
