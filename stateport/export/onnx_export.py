@@ -147,7 +147,7 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
     probe_frames = max(frames or 1, 1)
     # The offline sequence must be one the model takes: e.g. whole chunks of a chunked attention.
     sequence_frames = max(3, s.min_frames)
-    sequence_frames += (-sequence_frames) % max(s.frame_multiple, 1)
+    sequence_frames += (-sequence_frames) % max(s.frame_multiple, 1) + s.lookahead_frames  # + the frames after
     check_no_hidden_state(model, example_inputs(model, probe_frames, 2), example_sequences(model, sequence_frames, 2))
 
     provenance = dict(provenance or {})
@@ -159,7 +159,9 @@ def export_onnx(model, out_path: str | os.PathLike, *, chunk_frames: int | None 
     # Trace with a chunk of 2x the nominal length so no size coincides with a weight dimension;
     # a chunk-exact model is traced at the one chunk it takes. The state is one past the warm-up.
     trace_frames = frames if static or s.chunk_exact else 2 * max(frames, 1)
-    flat = FlatStep(model, broadcast_batch=not static)
+    # eval(): the exporter puts the wrapper back into the mode it found it in, and a new module is
+    # in training mode, so without this the user's model came back from export in training mode.
+    flat = FlatStep(model, broadcast_batch=not static).eval()
     caught: list = []
     data = _export_or_refuse(flat, (*example_inputs(model, trace_frames, 1), *model.trace_state(1)), card,
                              exporter, opset, caught)

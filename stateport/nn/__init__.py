@@ -1,7 +1,7 @@
 """Torch side: the streaming-module protocol and streaming layers that know their own state."""
 
 from .attention import ChunkedSelfAttention
-from .declared import DeclaredStepModule, declare_step
+from .declared import DeclaredStepModule, declare_step, take_valid, valid_mask
 from .layers import (CausalConv1d, LeftContextConv, RunningMeanNorm, StreamingGRU, StreamingLSTM,
                      StreamingLSTMCell)
 from .protocol import (InputSpec, MultiGraphModule, StateDecl, StreamingConfig, StreamingLayer,
@@ -11,4 +11,4 @@ from .subsampling import StridedCausalConv1d
 __all__ = ["CausalConv1d", "ChunkedSelfAttention", "DeclaredStepModule", "InputSpec", "LeftContextConv", "MultiGraphModule",
            "RunningMeanNorm",
            "StateDecl", "StreamingConfig", "StreamingGRU", "StreamingLSTM", "StreamingLSTMCell",
-           "StreamingLayer", "StreamingModule", "StridedCausalConv1d", "declare_step"]
+           "StreamingLayer", "StreamingModule", "StridedCausalConv1d", "declare_step", "take_valid", "valid_mask"]

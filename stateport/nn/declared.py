@@ -242,11 +242,15 @@ class DeclaredStepModule(StreamingModule):
 
     # -- the module's own loop (state kept the way its authors keep it) ------------------
     def _example_step(self, k: int, batch: int, seed: int) -> tuple:
-        """Example inputs of probe step ``k``: the signal, then one value per side input."""
+        """Example inputs of probe step ``k``: the signal, then one value per side input.
+
+        Row ``r`` of a batch is the batch-1 example of ``seed + r``, so each stream of a batched
+        run can be compared with the same stream run alone.
+        """
         spec = self._signal
-        g = torch.Generator().manual_seed(1000 * seed + k)
         frames = max(self.streaming.frames_per_step, 1)
-        x = spec.random(spec.concrete_shape(batch, frames), g)
+        x = torch.cat([spec.random(spec.concrete_shape(1, frames), torch.Generator().manual_seed(1000 * (seed + r) + k))
+                       for r in range(batch)])
         advance = frames - self.streaming.lookahead_frames
         return (x, *(s.side_value(batch, frames, k * advance) for s in self._side))
 
@@ -306,11 +310,16 @@ class DeclaredStepModule(StreamingModule):
                 for k in range(steps):
                     xs = self._example_step(k, batch, seed)
                     outputs, structs = self._call_original(xs, structs)
-                    state = self._flat_state(structs, {p: self._read_attr(p) for p in self._hidden_candidates})
-                    records.append((tuple(o.detach().clone() for o in outputs), {k_: _clone(v) for k_, v in state.items()}))
+                    raw = {p: self._read_attr(p) for p in self._hidden_candidates}
+                    state = self._flat_state(structs, raw)
+                    values = {k_: _clone(v) for k_, v in state.items()}
+                    # Which object each attribute holds, and its in-place version: a state may be
+                    # reassigned or updated every step without its value changing (a latch).
+                    values.update({("mark", p): (v, v._version) for p, v in raw.items() if isinstance(v, torch.Tensor)})
+                    records.append((tuple(o.detach().clone() for o in outputs), values))
                     if stop_when_stable and k >= 3 and all(
                             _shape_of(records[-1][1][key]) == _shape_of(records[-2][1][key]) ==
-                            _shape_of(records[-3][1][key]) for key in records[-1][1]):
+                            _shape_of(records[-3][1][key]) for key in records[-1][1] if key[0] != "mark"):
                         break
         finally:
             for p, v in {**constructed, **self._pinned}.items():
@@ -327,7 +336,17 @@ class DeclaredStepModule(StreamingModule):
 
     # -- planning: from observations to ports ---------------------------------------------
     def _plan(self, *, probe_steps: int, batch_axes: dict, grow: dict):
-        records, initial = self._observe(probe_steps, 1, stop_when_stable=True)
+        try:
+            records, initial = self._observe(probe_steps, 1, stop_when_stable=True)
+        except (InvalidInputError, UndeclaredStateError, UnsupportedError):
+            raise
+        except Exception as e:  # the user's module raises anything on a call it was not written for
+            raise InvalidInputError(
+                f"calling {type(self.inner).__name__}.{self._method_name}({self._call_description()}) on an example "
+                f"chunk failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Its signature is "
+                f"{self._method_name}{self._signature()}; declare in states= only the state arguments it takes after "
+                "the input (state kept on self needs no declaration), constants in bind=, side inputs in side_inputs="
+            ) from e
         steps = len(records)
         keys = self._state_keys(records, initial)
         axes = self._batch_axes(keys, records, initial, steps, batch_axes)
@@ -351,12 +370,27 @@ class DeclaredStepModule(StreamingModule):
                 "not see it (declare it in states=...), or its initial value is not what the module starts from")
         self._probe_steps = steps
 
+    def _call_description(self) -> str:
+        parts = [self.input_name, *self._state_args, *(f"{k}=..." for k in self._bind),
+                 *(f"{s.name}=..." for s in self._side)]
+        return ", ".join(parts)
+
+    def _signature(self) -> str:
+        if self._script:
+            return "(" + ", ".join(a.name for a in self._lifted_fn.schema.arguments[: len(self._script_params)]) + ")"
+        try:
+            return str(inspect.signature(self._method))
+        except (TypeError, ValueError):
+            return "(...)"
+
     def _state_keys(self, records, initial) -> list:
         """The keys that are state: every tensor (or None-that-fills) leaf of the state arguments,
         and every attribute that still changes after the first step (a value set once is a cache)."""
         keys, numbers = [], []
         last = records[-1][1]
         for key in last:
+            if key[0] == "mark":
+                continue
             values = [initial[key]] + [r[1][key] for r in records]
             if key[0] == "arg":
                 if isinstance(last[key], torch.Tensor):
@@ -367,7 +401,10 @@ class DeclaredStepModule(StreamingModule):
                         f"({' -> '.join(state_tree.describe(v) for v in values[:4])}): tracing would freeze it. "
                         "Keep it in a tensor in the state structure")
                 continue
-            if any(not lift.same_value(values[k], values[k + 1]) for k in range(1, len(values) - 1)):
+            marks = [r[1].get(("mark", key[1])) for r in records]
+            if any(not lift.same_value(values[k], values[k + 1]) for k in range(1, len(values) - 1)) or any(
+                    m is None or n is None or m[0] is not n[0] or m[1] != n[1] for m, n in zip(marks, marks[1:])
+                    if isinstance(last[key], torch.Tensor)):
                 if isinstance(last[key], torch.Tensor):
                     keys.append(key)
                 elif key[1] not in self._pinned:
@@ -408,7 +445,10 @@ class DeclaredStepModule(StreamingModule):
                 options.append([axes[k]])
             else:
                 options.append([a for a, n in enumerate(initial[k].shape) if n == 1] + [None])
+        # Each stream of a batch-2 run must equal the same stream alone: row 0 is the probe's
+        # stream, row 1 another one, run alone here.
         reference = [r[0] for r in records]
+        alone = [r[0] for r in self._observe(steps, 1, seed=1, start={k: initial[k] for k in fixed})[0]]
         failure = None
         for combo in itertools.islice(itertools.product(*options), 64):
             start = {k: initial[k] if a is None else initial[k].repeat_interleave(2, dim=a) for k, a in zip(fixed, combo)}
@@ -417,9 +457,9 @@ class DeclaredStepModule(StreamingModule):
             except Exception as e:  # the user's module raises anything for a wrong guess
                 failure = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 continue
-            if not all(torch.allclose(o[:1], r_o, **_OUTPUT_CHECK) for (outs, _), ref in zip(wide, reference)
-                       for o, r_o in zip(outs, ref)):
-                failure = "the first stream of a batch of 2 differs from the same stream alone"
+            if not all(torch.allclose(o[row:row + 1], r_o, **_OUTPUT_CHECK) for row, runs in enumerate((reference, alone))
+                       for (outs, _), ref in zip(wide, runs) for o, r_o in zip(outs, ref)):
+                failure = "a stream run in a batch of 2 differs from the same stream run alone"
                 continue
             found = dict(axes)
             ok = True
@@ -436,10 +476,12 @@ class DeclaredStepModule(StreamingModule):
                 return found
         names = ", ".join(f"{_key_str(k)} {tuple(initial[k].shape) if k in fixed else ''}".strip()
                           for k in keys if k not in axes)
-        example = _key_str(next(k for k in keys if k not in axes))
+        first = next(k for k in keys if k not in axes)
+        guess = next((a for a, n in enumerate(getattr(initial[first], "shape", ())) if n == 1), 0)
         raise UndeclaredStateError(
             f"cannot tell the batch axis of state {names} ({failure}). Declare it, e.g. "
-            f"declare_step(..., batch_axes={{{example!r}: 1}}), or \"uniform\" for one value shared by the batch")
+            f"declare_step(..., batch_axes={{{_key_str(first)!r}: {guess}}}), or \"uniform\" for one value shared "
+            "by the batch")
 
     def _batch_aware(self, arg: str) -> bool:
         """Whether the declaration of ``arg`` makes its initial value for any batch."""
@@ -477,7 +519,7 @@ class DeclaredStepModule(StreamingModule):
                         f"state {path} grows without a limit over {len(values)} steps (size {shapes[0][grow_axis]} -> "
                         f"{shapes[-1][grow_axis]} on axis {grow_axis}); an edge runtime needs a fixed size. Declare "
                         f"the most it needs, e.g. declare_step(..., grow={{{path!r}: {shapes[-1][grow_axis] * 2}}}): "
-                        "a buffer of that size keeps the latest entries")
+                        "a buffer of that size keeps the latest entries, so the model sees at most that many")
                 limit = shapes[-1][grow_axis]
             slot = _Slot(key, None, axis, grow_axis=grow_axis, max_length=int(limit), none_start=_empty(start))
             self._decl_for(slot, name, final, start)
@@ -541,14 +583,20 @@ class DeclaredStepModule(StreamingModule):
 
     def _check_lift(self, records):
         """Step the lifted module over the probe's chunks from its initial ports; the first
-        ``(step, what)`` whose outputs differ from the module's own loop, or None."""
+        ``(step, what)`` whose outputs differ from the module's own loop, or None.
+
+        Once a state outgrows a maximum the user declared, the buffer keeps only the latest
+        entries (as declared), so later steps are not compared.
+        """
         state = self.init_state(1)
         warm = None
         with torch.no_grad():
-            for k, (outputs, _) in enumerate(records):
+            for k, (outputs, observed) in enumerate(records):
                 out = self.step(*self._example_step(k, 1, 0), *state)
                 n = len(self.output_names)
-                for name, got, want in zip(self.output_names, out[:n], outputs):
+                truncated = any(s.grow_axis is not None and observed[s.key].shape[s.grow_axis] > s.max_length
+                                for s in self._slots)
+                for name, got, want in zip(self.output_names, out[:n], () if truncated else outputs):
                     if got.shape != want.shape or not torch.allclose(got, want, **_OUTPUT_CHECK):
                         d = (got - want).abs().max().item() if got.shape == want.shape else None
                         return k, f"output {name!r} " + (f"differs by {d:.3g}" if d is not None else

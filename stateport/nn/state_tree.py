@@ -36,9 +36,15 @@ def children(obj: Any) -> list[tuple[Any, Any]]:
     """``(key, value)`` pairs of a container, in a stable order (dicts keep insertion order)."""
     if isinstance(obj, dict):
         return list(obj.items())
+    if _is_namedtuple(obj):
+        return list(zip(obj._fields, obj))
     if isinstance(obj, (list, tuple)):
         return list(enumerate(obj))
     return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+
+
+def _is_namedtuple(obj: Any) -> bool:
+    return isinstance(obj, tuple) and hasattr(obj, "_fields")
 
 
 def flatten(obj: Any, prefix: Path = ()) -> list[tuple[Path, Any]]:
@@ -59,13 +65,13 @@ def rebuild(template: Any, values: dict, prefix: Path = ()) -> Any:
     """
     if not is_container(template):
         return values.get(prefix, template)
-    if isinstance(template, dict):
-        return {k: rebuild(v, values, prefix + (k,)) for k, v in template.items()}
-    if isinstance(template, (list, tuple)):
-        items = [rebuild(v, values, prefix + (i,)) for i, v in enumerate(template)]
-        if isinstance(template, list):
-            return items
-        return type(template)(*items) if hasattr(template, "_fields") else type(template)(items)
+    if isinstance(template, dict) or isinstance(template, (list, tuple)):
+        items = [(k, rebuild(v, values, prefix + (k,))) for k, v in children(template)]
+        if isinstance(template, dict):
+            return dict(items)
+        if _is_namedtuple(template):
+            return type(template)(**dict(items))
+        return type(template)(v for _, v in items)
     new = copy.copy(template)
     for f in dataclasses.fields(template):
         object.__setattr__(new, f.name, rebuild(getattr(template, f.name), values, prefix + (f.name,)))

@@ -100,7 +100,7 @@ def prepare(model, *, chunk_frames: int | None, static: bool, provenance: dict |
     frames = check_chunk(model, chunk_frames)
     s = model.streaming
     sequence_frames = max(3, s.min_frames)
-    sequence_frames += (-sequence_frames) % max(s.frame_multiple, 1)
+    sequence_frames += (-sequence_frames) % max(s.frame_multiple, 1) + s.lookahead_frames  # + the frames after
     check_no_hidden_state(model, example_inputs(model, max(frames, 1), 2), example_sequences(model, sequence_frames, 2))
     prov = dict(provenance or {})
     prov.setdefault("architecture", getattr(model, "architecture", type(model).__name__))
