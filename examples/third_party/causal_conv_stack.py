@@ -37,7 +37,7 @@ class CausalConvStack(nn.Module):
         return self.out(h).transpose(1, 2), new_states
 
 
-# -- the declaration (3 lines) -------------------------------------------------------------
+# -- the declaration (4 lines) -------------------------------------------------------------
 from stateport.nn import declare_step  # noqa: E402
 
 net = CausalConvStack()

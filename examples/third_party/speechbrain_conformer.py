@@ -62,7 +62,7 @@ asr = TransformerASR(tgt_vocab=32, input_size=80, d_model=64, nhead=4, num_encod
                      encoder_module="conformer", normalize_before=True, causal=False).eval()
 cfg = DynChunkTrainConfig(chunk_size=8, left_context_size=2)  # 8-frame chunks, 16 frames of left context
 
-# -- the declaration (5 lines) -------------------------------------------------------------
+# -- the declaration (4 lines) -------------------------------------------------------------
 model = declare_step(asr, method="encode_streaming", input=("features", ("batch", "T", 80)), outputs=["encoded"],
                      states={"context": functools.partial(asr.make_streaming_context, cfg)},
                      reference=lambda x: asr.encode(x, dynchunktrain_config=cfg),

@@ -157,27 +157,35 @@ def test_guard_names_a_batch_one_buffer_instead_of_crashing_at_batch_two(tmp_pat
         export_onnx(HandWrittenWithBuffer(), str(tmp_path / "m.onnx"))
 
 
+class ScriptedState(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self._state = torch.zeros(0)
+        self._calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._state.numel() == 0:
+            self._state = torch.zeros(x.shape[0], x.shape[2])
+        self._state = self._state + x.sum(1)
+        self._calls = self._calls + 1
+        return x + self._state.unsqueeze(1)
+
+
 class HandWrittenAroundScript(StreamingModule):
     input_name, output_names, input_dim = "x", ("y",), F
 
     def __init__(self):
         super().__init__()
-        from test_declare_lift import ScriptedCounter
-
-        self.inner = torch.jit.script(ScriptedCounter())
+        self.inner = torch.jit.script(ScriptedState())
 
     def state_decls(self):
         return [StateDecl("unused", ("batch", 1))]
 
     def step(self, x, unused):
-        return self.inner(x, 1.0), unused
+        return self.inner(x), unused
 
 
 def test_guard_reads_scripted_attributes_before_running(tmp_path):
-    import sys
-    import os
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "nn"))
     with pytest.raises(UndeclaredStateError, match=r"TorchScript attribute 'inner._state' \(Tensor\).*"
                                                    r"TorchScript attribute 'inner._calls' \(int\)"):
         export_onnx(HandWrittenAroundScript(), str(tmp_path / "m.onnx"))

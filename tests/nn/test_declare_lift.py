@@ -3,15 +3,18 @@ and the errors (each naming the state and the declaration that fixes it)."""
 
 import collections
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from stateport.errors import InvalidInputError, UndeclaredStateError, UnsupportedError
+from stateport.errors import InvalidInputError, UndeclaredStateError
+from stateport.export.sources import load_module_object
 from stateport.nn import declare_step, take_valid, valid_mask
 from stateport.nn import state_tree
 
+GRU_EXAMPLE = f"{Path(__file__).resolve().parents[2]}/examples/third_party/gru_buffer_state.py:model"
 F = 8  # features per frame in these toy models
 IN = ("x", ("batch", "T", F))
 
@@ -221,9 +224,7 @@ def test_undecidable_batch_axis_names_the_state_and_the_declaration():
 
 
 def test_declared_batch_axis_is_used_without_guessing():
-    from stateport.export.sources import load_module_object
-
-    model = load_module_object("examples/third_party/gru_buffer_state.py:model")
+    model = load_module_object(GRU_EXAMPLE)
     again = declare_step(model.inner, input=("features", ("batch", "T", 40)), outputs=["logits"],
                          batch_axes={"h": 1})
     assert [(d.name, d.shape) for d in again.state_decls()] == [("h", (1, "batch", 64))]
@@ -264,12 +265,10 @@ def test_dict_of_nested_lists_returned_by_name():
 def test_declaration_mistakes_say_what_was_expected():
     with pytest.raises(InvalidInputError, match="returned 2 values; the declaration expects 1"):
         declare_step(ReassignedAttribute().rnn, input=IN, outputs=["y"])
+    gru = load_module_object(GRU_EXAMPLE).inner
     with pytest.raises(InvalidInputError, match=r"calling StatefulGRU.forward\(features, h\) on an example chunk "
                                                 r"failed: TypeError.*signature is forward\(x\).*needs no declaration"):
-        from examples.third_party.gru_buffer_state import StatefulGRU
-
-        declare_step(StatefulGRU(), input=("features", ("batch", "T", 40)), outputs=["logits"],
-                     states={"h": (1, "batch", 64)})
+        declare_step(gru, input=("features", ("batch", "T", 40)), outputs=["logits"], states={"h": (1, "batch", 64)})
 
 
 # -- TorchScript -------------------------------------------------------------------------------
