@@ -112,9 +112,10 @@ class TensorPort:
                                 f"got {vr!r}")
             self.value_range = [int(vr[0]), int(vr[1])]
         if self.side_role is not None:
-            if self.role != "input" or self.side_role not in SIDE_ROLES:
-                raise CardError(f"port {self.name!r}: side_role {self.side_role!r} must be one of "
-                                f"{', '.join(SIDE_ROLES)}, on an input")
+            if self.role != "input":
+                raise CardError(f"port {self.name!r}: only an input can have a side_role")
+            if self.side_role not in SIDE_ROLES:
+                raise CardError(f"port {self.name!r}: side_role {self.side_role!r} is not one of {', '.join(SIDE_ROLES)}")
             if not self.dtype.startswith("int") or len(self.shape) != 1:
                 raise CardError(f"port {self.name!r}: a side input is an integer [batch] tensor, got {self.dtype} "
                                 f"{self.shape}")

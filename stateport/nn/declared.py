@@ -342,7 +342,7 @@ class DeclaredStepModule(StreamingModule):
             raise
         except Exception as e:  # the user's module raises anything on a call it was not written for
             raise InvalidInputError(
-                f"calling {type(self.inner).__name__}.{self._method_name}({self._call_description()}) on an example "
+                f"calling {self._model_name}.{self._method_name}({self._call_description()}) on an example "
                 f"chunk failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Its signature is "
                 f"{self._method_name}{self._signature()}; declare in states= only the state arguments it takes after "
                 "the input (state kept on self needs no declaration), constants in bind=, side inputs in side_inputs="
@@ -365,10 +365,15 @@ class DeclaredStepModule(StreamingModule):
         if mismatch:
             lifted = ", ".join(f"{_key_str(s.key)} -> {s.decl.name}" for s in self._slots) or "none"
             raise UndeclaredStateError(
-                f"{type(self.inner).__name__}: the lifted step differs from the module's own loop at step "
+                f"{self._model_name}: the lifted step differs from the module's own loop at step "
                 f"{mismatch[0]} ({mismatch[1]}); states lifted: {lifted}. Some state is kept where stateport did "
                 "not see it (declare it in states=...), or its initial value is not what the module starts from")
         self._probe_steps = steps
+
+    @property
+    def _model_name(self) -> str:
+        """The user's class name (a TorchScript module keeps it as ``original_name``)."""
+        return getattr(self.inner, "original_name", None) or type(self.inner).__name__
 
     def _call_description(self) -> str:
         parts = [self.input_name, *self._state_args, *(f"{k}=..." for k in self._bind),
@@ -413,7 +418,7 @@ class DeclaredStepModule(StreamingModule):
             first = numbers[0].split("'")[1]
             owner, _, attr = first.rpartition(".")
             raise UndeclaredStateError(
-                f"{type(self.inner).__name__} changes attribute(s) {', '.join(numbers)} every step; tracing freezes "
+                f"{self._model_name} changes attribute(s) {', '.join(numbers)} every step; tracing freezes "
                 f"a Python number. Keep it in a tensor buffer (self.register_buffer('{attr}', "
                 f"torch.zeros((), dtype=torch.long)) in {owner or 'the module'}), or, if no output depends on "
                 f"it, declare_step(..., ignore=[{first!r}])")
