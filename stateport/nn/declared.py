@@ -57,10 +57,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError, UndeclaredStateError, UnsupportedError
+from ..errors import InvalidInputError, StateportError, UndeclaredStateError, UnsupportedError
 from ..spec import BATCH_DIM, TIME_DIM
 from . import lift, state_tree
 from .protocol import InputSpec, StateDecl, StreamingModule
+from .script_lift import lift_script_method, mutated_attributes
 
 _OUTPUT_CHECK = dict(rtol=1e-4, atol=1e-5)
 
@@ -113,6 +114,12 @@ def _key_str(key: tuple) -> str:
     if key[0] == "hidden":
         return key[1]
     return ".".join(p for p in (key[1], state_tree.path_str(key[2])) if p)
+
+
+def _takes_batch(make) -> bool:
+    """Whether a callable making an initial state takes the batch size (``f(batch)``, not ``f()``)."""
+    return any(p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in inspect.signature(make).parameters.values())
 
 
 def _clone(value):
@@ -180,6 +187,8 @@ class DeclaredStepModule(StreamingModule):
             return
         if lookahead < 0 or chunk is not None and chunk < 1:
             raise InvalidInputError(f"chunk ({chunk}) must be positive and lookahead ({lookahead}) not negative")
+        if chunk is None and (lookahead or chunk_exact):
+            raise InvalidInputError("lookahead and chunk_exact need the chunk: declare_step(..., chunk=FRAMES)")
         if chunk is not None:
             s.frames_per_step = int(chunk) + int(lookahead)
         s.lookahead_frames = int(lookahead)
@@ -190,13 +199,13 @@ class DeclaredStepModule(StreamingModule):
         or the attributes the scripted step assigns (TorchScript: pinned if plain numbers)."""
         self._ignore = list(ignore)
         self._pinned = {}
+        if not hasattr(self.inner, self._method_name):
+            raise InvalidInputError(f"{self._model_name} has no method {self._method_name!r} to step with")
         if not self._script:
             self._method = getattr(self.inner, self._method_name)
             self._hidden_candidates = [p for p in lift.candidate_attributes(self.inner)
                                        if not any(state_tree.matches({g: 1}, p) for g in self._ignore)]
             return
-        from .script_lift import lift_script_method, mutated_attributes
-
         assigned = mutated_attributes(self.inner, self._method_name)
         lifted, refused = [], []
         for attr, typ in assigned.items():
@@ -222,10 +231,7 @@ class DeclaredStepModule(StreamingModule):
             shape = tuple(batch if d == BATCH_DIM else int(d) for d in decl)
             return torch.full(shape, float(self._init.get(arg, 0.0)))
         if callable(decl):
-            takes_batch = any(p.default is inspect.Parameter.empty and p.kind in
-                              (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                              for p in inspect.signature(decl).parameters.values())
-            return decl(batch) if takes_batch else decl()
+            return decl(batch) if _takes_batch(decl) else decl()
         return state_tree.rebuild(decl, {})
 
     def _constructed_hidden(self) -> dict:
@@ -338,7 +344,7 @@ class DeclaredStepModule(StreamingModule):
     def _plan(self, *, probe_steps: int, batch_axes: dict, grow: dict):
         try:
             records, initial = self._observe(probe_steps, 1, stop_when_stable=True)
-        except (InvalidInputError, UndeclaredStateError, UnsupportedError):
+        except StateportError:
             raise
         except Exception as e:  # the user's module raises anything on a call it was not written for
             raise InvalidInputError(
@@ -368,7 +374,6 @@ class DeclaredStepModule(StreamingModule):
                 f"{self._model_name}: the lifted step differs from the module's own loop at step "
                 f"{mismatch[0]} ({mismatch[1]}); states lifted: {lifted}. Some state is kept where stateport did "
                 "not see it (declare it in states=...), or its initial value is not what the module starts from")
-        self._probe_steps = steps
 
     @property
     def _model_name(self) -> str:
@@ -491,11 +496,7 @@ class DeclaredStepModule(StreamingModule):
     def _batch_aware(self, arg: str) -> bool:
         """Whether the declaration of ``arg`` makes its initial value for any batch."""
         decl = self._state_args[arg]
-        if _is_shape(decl):
-            return True
-        if callable(decl):
-            return any(p.default is inspect.Parameter.empty for p in inspect.signature(decl).parameters.values())
-        return False
+        return _is_shape(decl) or callable(decl) and _takes_batch(decl)
 
     def _make_slot(self, key, start, values, axis, grow) -> _Slot:
         path = _key_str(key)
