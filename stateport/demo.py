@@ -84,7 +84,6 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
              live: bool = True, log=print) -> dict:
     """Run the whole job; returns the report (also written to ``out_dir/report.json``)."""
     from .export import export_model
-    from .runtime.session import OnnxStepSession
     from .runtime.streamer import Streamer
 
     out = Path(out_dir)
@@ -138,7 +137,7 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
     clips = demo_clips()
     log(f"4. stream {len(clips)} demo clips through the client loop (20 ms reads)")
     for row in rows:
-        streamer = Streamer(OnnxStepSession(row.path, threads=1))
+        streamer = Streamer(row.path)
         refs, hyps, lat, busy, audio = [], [], [], 0.0, 0.0
         for path, ref in clips:
             printer = _LiveLine(f"   [{row.artifact}] ") if (live and row is rows[0]) else None

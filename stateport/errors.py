@@ -65,6 +65,18 @@ class CardError(ModelFileError):
     code = "INVALID_CARD"
 
 
+class CardGraphMismatchError(ModelFileError):
+    """A model card that contradicts the graph it travels with (port names, roles, shapes, dtypes, state pairs)."""
+
+    code = "CARD_GRAPH_MISMATCH"
+
+
+class UncertifiedModelError(ModelFileError):
+    """A model whose parity certificate is absent or FAILED, opened without ``allow_uncertified``."""
+
+    code = "UNCERTIFIED_MODEL"
+
+
 class PortNameError(InvalidInputError):
     """Port names that clash or break the naming rule."""
 

@@ -210,6 +210,12 @@ class StreamingSpec:
     exactly ``frames_advanced_per_step`` frames (e.g. attention masked in fixed chunks); only the
     last chunk of a stream may be shorter. With ``lookahead_frames`` R, a step takes its
     chunk plus the next R frames and advances by the chunk alone; its outputs cover the chunk.
+
+    ``tail_padding_ms`` is the end-of-input contract: how much trailing silence a client feeds
+    (as audio, through the frontend) after the last sample so that the model emits everything
+    it heard (a causal CTC model emits a word up to a few hundred ms after it ends).
+    ``tail_padding_basis`` says how it was measured (``stateport.verify.tail``). Absent on older
+    cards: clients then fall back to the receptive field the card implies.
     """
 
     sample_rate_hz: int
@@ -224,11 +230,18 @@ class StreamingSpec:
     frontend_window_samples: int = 0
     algorithmic_latency_ms: float = 0.0
     chunk_exact: bool = False
+    tail_padding_ms: float | None = None
+    tail_padding_basis: str = ""
 
     def __post_init__(self):
         for k in ("sample_rate_hz", "frame_hop_samples", "frame_multiple", "subsampling"):
             if int(getattr(self, k)) <= 0:
                 raise CardError(f"streaming.{k} must be positive, got {getattr(self, k)}")
+        if self.tail_padding_ms is not None:
+            t = self.tail_padding_ms
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= 60_000:
+                raise CardError(f"streaming.tail_padding_ms must be a number of milliseconds in [0, 60000], got {t!r}")
+            self.tail_padding_ms = float(t)
         if not self.algorithmic_latency_ms:
             self.algorithmic_latency_ms = self.compute_latency_ms()
 

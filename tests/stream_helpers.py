@@ -35,6 +35,19 @@ def tiny_ctc_model(chunk_frames: int | None = None, static: bool = False) -> str
     return path
 
 
+def tail_samples(model_path: str) -> int:
+    """Samples of silence the runtime feeds at the end of input for this model (its tail padding)."""
+    from stateport.runtime.recognizer import Recognizer
+
+    rec = Recognizer.from_file(model_path, allow_uncertified=True)
+    return int(round(rec.tail_padding_ms * rec.sample_rate_hz / 1000))
+
+
+def with_tail(model_path: str, audio: np.ndarray) -> np.ndarray:
+    """``audio`` followed by the runtime's end-of-input flush: what the model hears of a stream."""
+    return np.concatenate([audio, np.zeros(tail_samples(model_path), np.float32)])
+
+
 def fsdd_clip(name: str, rate_hz: int = 16000) -> np.ndarray:
     """One FSDD recording (8 kHz mono) as float32, resampled to ``rate_hz``."""
     import soundfile as sf

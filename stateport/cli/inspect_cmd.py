@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..runtime.features import receptive_field_tail_ms
 from ..spec import ModelCard
 
 
@@ -17,8 +18,30 @@ def _shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def render(card: ModelCard, path: str) -> str:
-    lines = [f"{path}  ({os.path.getsize(path) / 1024:.1f} KiB)  model {card.name!r}", "", "ports"]
+def _tail(card: ModelCard) -> str:
+    st = card.streaming
+    if st.tail_padding_ms is None:
+        return (f"no tail_padding_ms declared (clients flush the receptive field, "
+                f"{receptive_field_tail_ms(card):g} ms, which a trained model's emission delay may exceed)")
+    return f"{st.tail_padding_ms:g} ms of silence flushed ({st.tail_padding_basis or 'basis not stated'})"
+
+
+def check_file(path: str, card: ModelCard) -> dict:
+    """The trust-on-load verdict on an ONNX file: does its card match its graph, and its certificate.
+
+    What ``Recognizer``/``OnnxStepSession`` would refuse, reported instead of raised.
+    """
+    from ..runtime.session import make_ort_session
+    from ..runtime.trust import card_graph_disagreements, certificate_status, graph_ports
+
+    problems = card_graph_disagreements(card, graph_ports(make_ort_session(path, optimization="disable")))
+    return {"card_matches_graph": not problems, "disagreements": problems, "certificate": certificate_status(card)}
+
+
+def render(card: ModelCard, path: str, trust: dict | None = None) -> str:
+    size = os.path.getsize(path) if os.path.isfile(path) else sum(
+        os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    lines = [f"{path}  ({size / 1024:.1f} KiB)  model {card.name!r}", "", "ports"]
     lines.append(f"  {'name':<22} {'role':<7} {'shape':<22} {'dtype':<8} {'pair':<18} {'batch ax':>8} "
                  f"{'init':>5} {'reset@eos':>9}")
     for p in card.inputs:
@@ -34,7 +57,8 @@ def render(card: ModelCard, path: str) -> str:
               f"  frames per step {st.frames_per_step or '1 (no time axis)'}, advanced {st.frames_advanced_per_step}, "
               f"multiple of {st.frame_multiple}, look-ahead {st.lookahead_frames}, subsampling {st.subsampling}",
               f"  {'static shapes' if st.static else 'dynamic batch and time'}; algorithmic latency "
-              f"{st.algorithmic_latency_ms:g} ms; state {card.total_state_floats()} values per stream"]
+              f"{st.algorithmic_latency_ms:g} ms; state {card.total_state_floats()} values per stream",
+              "  end of input: " + _tail(card)]
     lines += ["", "frontend"]
     if card.frontend:
         lines.append("  " + ", ".join(f"{k}={v}" for k, v in card.frontend.items()))
@@ -51,10 +75,22 @@ def render(card: ModelCard, path: str) -> str:
                                             if p.quantization else ""),
               "  weights: " + (f"checkpoint sha256 {p.checkpoint_sha256}" if p.checkpoint_sha256 else
                                 f"module {p.module}" if p.module else f"init seed {p.init_seed}")]
+    if trust is not None:
+        lines += ["", "card vs graph"]
+        if trust["card_matches_graph"]:
+            lines.append("  agree: every port, role, shape, dtype and state pair of the card is the graph's")
+        else:
+            lines.append(f"  DISAGREE ({len(trust['disagreements'])}): the card does not describe this graph; "
+                         "stream and the runtime refuse it")
+            lines += [f"    {d}" for d in trust["disagreements"]]
     c = card.certificate
     lines += ["", "parity certificate"]
-    if not c:
-        lines.append("  none (exported with --no-verify)")
+    if trust is not None and not trust["card_matches_graph"]:
+        lines.append("  not valid for this graph (the card contradicts the graph; re-export or run "
+                     "`stateport verify`)" + (f"; the card claims {'PASSED' if c.get('passed') else 'FAILED'}" if c
+                                              else ""))
+    elif not c:
+        lines.append("  none: stream and the runtime refuse it without --allow-uncertified / allow_uncertified=True")
     else:
         lines.append(f"  {'PASSED' if c['passed'] else 'FAILED'} on {c['backend']} "
                      f"(graph optimisation {c.get('ort_graph_optimization')}): {c['seconds']:g} s, {c['frames']} frames, "
@@ -67,11 +103,37 @@ def render(card: ModelCard, path: str) -> str:
 
 
 def run(args):
-    if args.file.rstrip("/").endswith(".onnx"):
-        from ..runtime.model_file import read_card
-    else:  # another backend's file (.tflite, .pte, .xml, .mlpackage): the card in its own slot
-        from ..export.backends import read_backend_card as read_card
-    card = read_card(args.file)
-    if not args.json:
-        print(render(card, args.file))
-    return 0, card.to_dict()
+    import sys
+
+    from ..errors import CardGraphMismatchError
+
+    path = args.file
+    graphs = [os.path.join(path, f"{g}.onnx") for g in ("encoder", "predictor", "joiner")]
+    if os.path.isdir(path) and all(os.path.isfile(g) for g in graphs):
+        files = graphs  # a transducer export: each graph has its own card and certificate
+    else:
+        files = [path]
+    docs, mismatched = [], []
+    for file in files:
+        if file.rstrip("/").endswith(".onnx"):
+            from ..runtime.model_file import read_card
+
+            card = read_card(file)
+            trust = check_file(file, card)
+        else:  # another backend's file (.tflite, .pte, .xml, .mlpackage): the card in its own slot
+            from ..export.backends import read_backend_card
+
+            card, trust = read_backend_card(file), None  # its graph is checked by that backend's runtime
+        if trust is not None and not trust["card_matches_graph"]:
+            mismatched.append((file, trust["disagreements"]))
+        if not args.json:
+            print(render(card, file, trust) + ("\n" if len(files) > 1 else ""))
+        docs.append(card.to_dict() | ({"trust": trust} if trust is not None else {}))
+    doc = docs[0] if len(docs) == 1 else {"graphs": dict(zip(("encoder", "predictor", "joiner"), docs))}
+    if mismatched:
+        file, problems = mismatched[0]
+        error = CardGraphMismatchError(f"the card of {file!r} contradicts its graph: {'; '.join(problems[:3])}"
+                                       + (f"; and {len(problems) - 3} more" if len(problems) > 3 else ""))
+        print(f"error[{error.code}]: {error.message}", file=sys.stderr)
+        return error.exit_code, doc
+    return 0, doc

@@ -24,6 +24,8 @@ def add_parser(sub):
                    help="what to do when processing falls behind real time")
     p.add_argument("--fallback-model", help="model to switch to under --underrun-policy fallback (e.g. int8)")
     p.add_argument("--max-queue-ms", type=float, default=1000.0, help="backlog that counts as an underrun")
+    p.add_argument("--allow-uncertified", action="store_true",
+                   help="run a model whose parity certificate is absent or FAILED (reported in the output)")
     return p
 
 
@@ -65,21 +67,29 @@ def run(args):
     from ..errors import InvalidInputError
     from ..runtime.endpoint import EndpointConfig
     from ..runtime.pacing import FileSource, MicrophoneSource, PacingOptions, run_paced
+    from ..runtime.recognizer import Recognizer
     from ..runtime.streamer import Streamer, StreamerOptions
 
     if args.mic == bool(args.audio):
         raise InvalidInputError("give an audio file or --mic (exactly one)")
+    # The audio file first: reading it is cheap and says at once what is wrong with it.
+    source = None if args.mic else FileSource(args.audio, read_ms=args.read_ms, realtime=args.realtime)
     model = args.model or str(default_model_path())
+    options = StreamerOptions(threads=args.threads)
+    # The fallback is opened (and checked) now, not when the first underrun happens mid-stream.
+    fallback = None if args.fallback_model is None else Recognizer.from_file(
+        args.fallback_model, options=options, decoder=args.decoder, allow_uncertified=args.allow_uncertified)
     policy = PacingOptions(read_ms=args.read_ms, realtime=args.realtime or args.mic, max_queue_ms=args.max_queue_ms,
-                           policy=args.underrun_policy, fallback_model=args.fallback_model)
+                           policy=args.underrun_policy, fallback_model=fallback)
     streamer = Streamer(model, vad="silero" if args.vad else None, decoder=args.decoder,
                         endpoint=EndpointConfig(min_silence_duration_ms=args.min_silence_ms),
-                        options=StreamerOptions(threads=args.threads))
+                        options=options, allow_uncertified=args.allow_uncertified)
+    trust = streamer.recognizer.trust
+    if trust is not None and not trust.certified:
+        print(f"warning: {model}: {trust.describe()}", file=sys.stderr)
     if args.mic:
         source = MicrophoneSource(sample_rate_hz=streamer.sample_rate_hz, read_ms=args.read_ms,
                                   duration_s=args.seconds)
-    else:
-        source = FileSource(args.audio, read_ms=args.read_ms, realtime=args.realtime)
     printer = None if args.json else _LivePrinter(sys.stdout)
     report = run_paced(streamer, source, policy, on_events=printer)
     result = streamer.result()
@@ -101,6 +111,8 @@ def run(args):
         "sample_rate_hz": source.sample_rate_hz,
         "model_sample_rate_hz": streamer.sample_rate_hz,
         "model": str(model),
+        "model_trust": trust.to_dict() if trust is not None else None,
+        "tail_padding_ms": streamer.recognizer.tail_padding_ms,
         "realtime": bool(source.realtime),
     }
     if not args.json:

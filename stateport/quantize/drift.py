@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..runtime.decoders import ctc_collapse
 from ..spec import ModelCard
 
 NOISE_FLOOR_DBFS = -65.0
@@ -185,13 +186,9 @@ def _by_age(divergence: np.ndarray, age_s: np.ndarray) -> list:
 
 
 def _ctc_tokens(ids: np.ndarray, blank: int) -> list[tuple[int, int]]:
-    """(frame, token) of a greedy CTC path."""
-    out, prev = [], blank
-    for t, i in enumerate(ids.tolist()):
-        if i != blank and i != prev:
-            out.append((t, i))
-        prev = i
-    return out
+    """(frame, token) of a greedy CTC path (the runtime's decoder rule)."""
+    frames, tokens = ctc_collapse(ids, blank)
+    return list(zip(frames.tolist(), tokens.tolist()))
 
 
 def _window_wer(tokens: list, audio: SoakAudio, hop: int, window_s: float, tail_s: float = 1.0) -> list:

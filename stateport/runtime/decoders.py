@@ -21,6 +21,9 @@ __all__ = [
     "DecodedToken",
     "DecodingResult",
     "CtcGreedyDecoder",
+    "ctc_collapse",
+    "ctc_greedy",
+    "token_log_probs",
     "BeamHypothesis",
     "ctc_prefix_beam_search",
     "TransducerGreedyDecoder",
@@ -31,11 +34,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DecodedToken:
-    """One emitted token: its id, text and the absolute output frame it was emitted on."""
+    """One emitted token: its id, text and the absolute output frame it was emitted on.
+
+    ``score``: the token's log-probability on that frame (log-softmax of the scores), when known.
+    """
 
     token_id: int
     frame_index: int
     text: str
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,39 @@ class _FrameClock:
 
 
 # ---------------------------------------------------------------------- CTC greedy
+def ctc_collapse(best_ids: np.ndarray, blank_id: int, previous_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy CTC's rule on a best path ``[T]``: ``(frames, token_ids)`` of the tokens it emits.
+
+    A token is emitted on the first frame of each run of equal ids that is not blank;
+    ``previous_id`` is the best id of the frame before ``best_ids[0]`` (None: the start of a
+    stream, as if blank), so a run that straddles two chunks is emitted once. The one
+    implementation of the rule: the streaming decoders, training and the drift soak call it.
+    """
+    best = np.asarray(best_ids)
+    if best.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    before = np.empty_like(best)
+    before[0] = blank_id if previous_id is None else previous_id
+    before[1:] = best[:-1]
+    frames = np.flatnonzero((best != blank_id) & (best != before))
+    return frames, best[frames]
+
+
+def ctc_greedy(logits: np.ndarray, blank_id: int) -> list[int]:
+    """Greedy CTC token ids of one whole utterance's scores ``[T, V]`` (logits or log-probs)."""
+    return ctc_collapse(np.argmax(logits, axis=-1), blank_id)[1].tolist()
+
+
+def token_log_probs(scores: np.ndarray, frames: np.ndarray, token_ids: np.ndarray) -> list[float]:
+    """log-softmax of ``scores [T, V]`` at (frame, token) pairs: only the emitting rows are normalised."""
+    if not len(frames):
+        return []
+    rows = scores[frames].astype(np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
+    return (rows[np.arange(len(frames)), token_ids] - log_z).tolist()
+
+
 class CtcGreedyDecoder:
     """Streaming CTC best-path decoding: argmax per frame, merge repeats, drop blanks.
 
@@ -150,11 +190,15 @@ class CtcGreedyDecoder:
         """
         logits = _check_matrix("logits", logits, len(self._vocabulary), "CTC scores")
         first_frame = self._clock.begin(start_frame, logits.shape[0])
-        emitted = []
-        for offset, token_id in enumerate(np.argmax(logits, axis=1).tolist()):
-            if token_id != self._blank_id and token_id != self._previous_id:
-                emitted.append(DecodedToken(token_id, first_frame + offset, self._vocabulary[token_id]))
-            self._previous_id = token_id
+        if logits.shape[0] == 0:
+            return []
+        best = np.argmax(logits, axis=1)
+        frames, ids = ctc_collapse(best, self._blank_id, self._previous_id)
+        self._previous_id = int(best[-1])
+        scores = token_log_probs(logits, frames, ids)
+        vocab = self._vocabulary
+        emitted = [DecodedToken(t, first_frame + f, vocab[t], sc)
+                   for f, t, sc in zip(frames.tolist(), ids.tolist(), scores)]
         self._tokens.extend(emitted)
         return emitted
 

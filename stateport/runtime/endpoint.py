@@ -12,11 +12,14 @@ must still be finalized and its state reset now and then).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
-from ..errors import InvalidInputError
+import numpy as np
 
-__all__ = ["EndpointConfig", "EndpointDecision", "EndpointDetector"]
+from ..errors import InvalidInputError, UnsupportedError
+
+__all__ = ["EndpointConfig", "EndpointDecision", "EndpointDetector", "VadEndpointing"]
 
 
 def _number(name: str, value, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
@@ -149,3 +152,64 @@ class EndpointDetector:
         self.triggered = False
         now = self._current_sample
         return [EndpointDecision("end", now, now, "end_of_input")]
+
+
+class VadEndpointing:
+    """One stream's VAD and endpoint rules: audio in, decisions out once the model has reached them.
+
+    ``vad``: an object with ``probability(window) -> float``, ``window_samples``,
+    ``sample_rate_hz`` and ``reset()`` (e.g. :class:`~stateport.runtime.vad.SileroVad`), owned
+    by this stream (it carries state). Decisions wait in a queue and are released on the model's
+    step grid (:meth:`release`), so an endpoint lands on the same step boundary whatever the read
+    size. Sample indices count the audio fed to the VAD, from 0.
+    """
+
+    def __init__(self, vad, config: EndpointConfig, *, sample_rate_hz: int):
+        for attr in ("probability", "window_samples", "sample_rate_hz", "reset"):
+            if not hasattr(vad, attr):
+                raise InvalidInputError(f"vad must provide {attr} (e.g. a SileroVad); got {type(vad).__name__}")
+        if vad.sample_rate_hz != sample_rate_hz:
+            raise UnsupportedError(f"the VAD runs at {vad.sample_rate_hz} Hz but the model at {sample_rate_hz} Hz")
+        self.vad = vad
+        self.detector = EndpointDetector(config, sample_rate_hz=sample_rate_hz, window_samples=vad.window_samples)
+        self._window = np.zeros(vad.window_samples, np.float32)
+        self.windows_run = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.vad.reset()
+        self.detector.reset()
+        self._fill = 0
+        self._queue: deque[EndpointDecision] = deque()
+
+    def feed(self, samples: np.ndarray) -> None:
+        window, start = self._window, 0
+        while start < samples.shape[0]:
+            take = min(window.shape[0] - self._fill, samples.shape[0] - start)
+            window[self._fill:self._fill + take] = samples[start:start + take]
+            self._fill += take
+            start += take
+            if self._fill == window.shape[0]:
+                self._run_window()
+
+    def _run_window(self) -> None:
+        probability = self.vad.probability(self._window)
+        self.windows_run += 1
+        self._fill = 0
+        self._queue.extend(self.detector.accept(probability))
+
+    def finish(self) -> None:
+        """End of input: the last partial window zero-padded (as Silero's get_speech_timestamps), then
+        an open utterance closed at the last sample."""
+        if self._fill:
+            self._window[self._fill:] = 0.0
+            self._run_window()
+        self._queue.extend(self.detector.finish())
+
+    def release(self, boundary_sample: int, *, final: bool) -> list[EndpointDecision]:
+        """Decisions taken by ``boundary_sample`` (all of them when ``final``), oldest first."""
+        out = []
+        queue = self._queue
+        while queue and (final or queue[0].decided_at_sample <= boundary_sample):
+            out.append(queue.popleft())
+        return out

@@ -43,6 +43,9 @@ class FinalText:
 
     ``reason``: "end_of_speech" (VAD endpoint), "max_duration" (forced cut) or "end_of_input".
     Consecutive utterances tile the stream: one's ``end_sample`` is the next one's ``start_sample``.
+    ``timestamps``: seconds from the start of the stream at which each token was emitted (the
+    start of its output frame); ``scores``: each token's log-probability. Both are empty when the
+    decoder cannot say (a beam search's labeling has no single alignment).
     """
 
     text: str
@@ -50,6 +53,9 @@ class FinalText:
     start_sample: int
     end_sample: int
     reason: str = "end_of_input"
+    timestamps: tuple[float, ...] = ()
+    scores: tuple[float, ...] = ()
+    token_texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,12 +85,20 @@ Event = SpeechStart | SpeechEnd | PartialText | FinalText | KeywordSpotted | Raw
 
 @dataclass(frozen=True)
 class StreamResult:
-    """Everything recognised since the last ``reset()``: finished utterances plus the current one."""
+    """Everything recognised since the last ``reset()``: finished utterances plus the current one.
+
+    ``tokens`` (ids), ``token_texts``, ``timestamps`` (seconds from the stream start) and
+    ``scores`` (log-probabilities) run over every token in order; ``timestamps`` and ``scores``
+    are empty when an utterance's decoder could not give them (beam search).
+    """
 
     text: str
     tokens: tuple[int, ...]
     utterances: tuple[FinalText, ...]
     partial: str
+    timestamps: tuple[float, ...] = ()
+    token_texts: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
 
 
 @dataclass
@@ -95,7 +109,9 @@ class StreamCounters:
     samples_model: int = 0       # samples at the model rate pushed into the ring buffer
     steps: int = 0               # model calls
     frames: int = 0              # feature frames fed to the model
+    frames_in: int = 0           # feature frames accepted with accept_features (models without a frontend)
     padded_frames: int = 0       # frames of silence added to fill a last chunk
+    tail_samples: int = 0        # samples of silence fed at the end of input (the card's tail padding)
     resets: int = 0              # end-of-speech state resets
     finals: int = 0              # FinalText events
     dropped_samples: int = 0     # model-rate samples dropped by an underrun policy or a full buffer

@@ -414,14 +414,20 @@ class StreamingFrontend:
                 )
             count = min(int(max_frames), available)
         frames = np.empty((count, self._config.num_features), dtype=np.float32)
+        self.pop_into(frames)
+        return frames
+
+    def pop_into(self, out: np.ndarray) -> None:
+        """Pop ``out.shape[0]`` ready frames into ``out`` ``[T, F]`` float32 (no allocation)."""
+        count = out.shape[0]
         first = self._next_frame_index
+        get_frame = self._computer.get_frame
         for k in range(count):
-            frames[k] = self._computer.get_frame(first + k)
+            out[k] = get_frame(first + k)
         if count:
             # Free the library's copy: a long stream must not grow memory.
             self._computer.pop(count)
             self._next_frame_index += count
-        return frames
 
     def input_finished(self) -> None:
         """Declare the end of the input: the remaining frames become ready."""

@@ -50,3 +50,40 @@ def write_card(model, card: ModelCard) -> None:
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
     entry.key, entry.value = CARD_KEY, card.to_json()
+
+
+def replace_card(path: str | os.PathLike, card: ModelCard) -> None:
+    """Store ``card`` in the ONNX file at ``path`` atomically, leaving its graph byte for byte as it was.
+
+    The file is rewritten to a temporary file in the same folder, read back and checked (the
+    graph and every other field unchanged, the card the one given), then moved into place with
+    ``os.replace``; on any failure the original file is untouched and the temporary removed. The
+    certificate inside the card stays valid because the graph it proved is the same bytes.
+    """
+    import tempfile
+
+    import onnx
+
+    path = os.fspath(path)
+    model = load_onnx_model(path)
+    before = model.graph.SerializeToString()
+    write_card(model, card)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".stateport-", suffix=".onnx.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        check = onnx.load(tmp, load_external_data=False)
+        if check.graph.SerializeToString() != before:
+            raise ModelFileError(f"rewriting the card of {path!r} changed its graph; the file was left as it was")
+        written = card_from_metadata({p.key: p.value for p in check.metadata_props}, repr(tmp))
+        if written.to_dict() != card.to_dict():
+            raise ModelFileError(f"the card written to {path!r} does not read back; the file was left as it was")
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)  # mkstemp makes 0600; keep the file's own mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

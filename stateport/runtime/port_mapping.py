@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import CardError, InvalidInputError
 from ..spec import ModelCard
 from .session import OnnxStepSession
+from .trust import graph_ports
 
 __all__ = ["PortMapping", "MappedOrtSession", "open_mapped_session"]
 
@@ -67,6 +68,15 @@ class MappedOrtSession:
             raise CardError(f"graph input(s) {unfed} are neither mapped to a card port nor bound to a constant")
         self._constants = {k: np.asarray(v) for k, v in mapping.constants.items()}
 
+    def declared_ports(self) -> dict:
+        """The graph's declared ports in card names (see :func:`~stateport.runtime.trust.graph_ports`);
+        inputs bound to constants are left out: the mapping feeds them."""
+        graph = graph_ports(self._session)
+        to_card = {g: c for c, g in self._mapping.names.items()}
+        inputs = {to_card.get(n, n): v for n, v in graph["inputs"].items() if n not in self._constants}
+        return {"inputs": inputs, "outputs": {to_card.get(n, n): v for n, v in graph["outputs"].items()},
+                "required": {to_card.get(n, n) for n in graph["required"] if n not in self._constants}}
+
     def get_modelmeta(self):
         return self._session.get_modelmeta()
 
@@ -89,6 +99,7 @@ def open_mapped_session(model: str | os.PathLike | bytes, card: ModelCard, mappi
     """An OnnxStepSession over a model without a card: ``card`` describes it, ``mapping`` renames."""
     if not isinstance(mapping, PortMapping):
         raise InvalidInputError(f"mapping must be a PortMapping; got {type(mapping).__name__}")
-    session = OnnxStepSession(model, threads=threads, optimization=optimization, card=card)
-    session.session = MappedOrtSession(session.session, card, mapping)
-    return session
+    # A card written in code for a third-party graph carries no parity certificate: the caller
+    # vouches for it by writing it; its ports are still checked against the graph.
+    return OnnxStepSession(model, threads=threads, optimization=optimization, card=card, allow_uncertified=True,
+                           wrap=lambda ort_session: MappedOrtSession(ort_session, card, mapping))

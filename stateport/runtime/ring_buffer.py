@@ -15,7 +15,7 @@ from stateport.errors import BufferOverflowError, InvalidInputError
 
 __all__ = ["RingBuffer", "OVERFLOW_POLICIES"]
 
-OVERFLOW_POLICIES = ("raise", "drop_oldest")
+OVERFLOW_POLICIES = ("raise", "drop_oldest", "grow")
 
 
 class RingBuffer:
@@ -31,7 +31,9 @@ class RingBuffer:
         overflow: what ``push`` does when the samples do not fit:
             ``"raise"`` raises ``BufferOverflowError`` and writes nothing;
             ``"drop_oldest"`` discards the oldest samples to make room and counts them
-            in ``dropped_samples`` (a live stream must not block on a slow consumer).
+            in ``dropped_samples`` (a live stream must not block on a slow consumer);
+            ``"grow"`` doubles the storage (nothing accepted is lost; memory follows the
+            backlog: what a file-at-once client such as sherpa-onnx's stream expects).
     """
 
     def __init__(self, capacity_samples: int, *, dtype=np.float32, overflow: str = "raise"):
@@ -132,6 +134,9 @@ class RingBuffer:
             return first_index
 
         overflow_samples = num_samples - self.free_samples
+        if overflow_samples > 0 and self._overflow == "grow":
+            self._grow(self.available_samples + num_samples)
+            overflow_samples = 0
         if overflow_samples > 0:
             if self._overflow == "raise":
                 raise BufferOverflowError(
@@ -148,6 +153,13 @@ class RingBuffer:
         self._write(self._end_index + (num_samples - samples.shape[0]), samples)
         self._end_index = first_index + num_samples
         return first_index
+
+    def _grow(self, needed_samples: int) -> None:
+        """Reallocate to hold ``needed_samples`` (at least doubling); absolute indices are kept."""
+        held = self.read(self._start_index, self.available_samples)
+        self._capacity_samples = max(2 * self._capacity_samples, int(needed_samples))
+        self._storage = np.zeros(self._capacity_samples, dtype=self._dtype)
+        self._write(self._start_index, held)
 
     def _write(self, absolute_index: int, samples: np.ndarray) -> None:
         """Copy ``samples`` into storage at ``absolute_index`` (at most two slice copies)."""

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ChunkLengthError, InvalidInputError, NonFiniteInputError, StateShapeError
 from ..spec import ModelCard
 from .model_file import card_from_metadata
+from .trust import check_trust, graph_ports
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -65,18 +66,32 @@ class OnnxStepSession:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str | None = None,
-                 card: ModelCard | None = None):
+                 card: ModelCard | None = None, allow_uncertified: bool = False, wrap=None):
         """``optimization`` None: the ONNX Runtime level the card's parity certificate was proved at
         (``all`` without a certificate) — a level the proof never ran may change results (measured
-        here: an fp16 graph crashed ONNX Runtime at ``all``)."""
+        here: an fp16 graph crashed ONNX Runtime at ``all``).
+
+        Trust on load (:mod:`.trust`): the card is compared with the graph's declared ports and a
+        disagreement raises CardGraphMismatchError; a model without a PASSED certificate raises
+        UncertifiedModelError unless ``allow_uncertified`` (then ``self.trust`` says so).
+        ``wrap``: turns the ONNX Runtime session into the session-like object used instead (a
+        port-mapped third-party graph; see :mod:`.port_mapping`).
+        """
         first = optimization or "disable"
         self.session = make_ort_session(model, threads=threads, optimization=first)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.card = card or card_from_metadata(meta, "this ONNX model")
+        where = repr(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else "this ONNX model"
+        self.card = card or card_from_metadata(meta, where)
+        if wrap is not None:
+            self.session = wrap(self.session)
+        self.trust = check_trust(self.card, graph_ports(self.session), allow_uncertified=allow_uncertified,
+                                 where=where)
         if optimization is None:
             optimization = certified_optimization(self.card)
             if optimization != first:
                 self.session = make_ort_session(model, threads=threads, optimization=optimization)
+                if wrap is not None:
+                    self.session = wrap(self.session)
         self.optimization = optimization
         self._input = self.card.inputs[0]  # the only input of most models
         self.state: dict[str, np.ndarray] | None = None
@@ -201,6 +216,16 @@ class OnnxStepSession:
         outputs = dict(zip(self.card.output_names[:n], values[:n]))
         new_state = {s.name: v for s, v in zip(self.card.states, values[n:])}
         return outputs, new_state
+
+    def run_prepared(self, feeds: dict) -> list:
+        """One call on feeds the runtime built itself, in the card's layout: no checks, raw output list.
+
+        The order of the returned arrays is ``card.output_names`` (outputs, then state outputs).
+        The client loop's hot path: the audio was checked where it entered, and the chunk and the
+        states are arrays this runtime made or the graph returned (re-checking every state on
+        every step cost as much as the loop's own work, measured).
+        """
+        return self.session.run(self.card.output_names, feeds)
 
     def offline(self, x) -> dict:
         """The whole utterance in one call, feeding only the input (no state)."""

@@ -61,15 +61,21 @@ class TransducerGraphs:
                                  f"{pred_dim}")
 
     @classmethod
-    def from_directory(cls, path: str | os.PathLike, *, threads: int = 1,
-                       optimization: str = "all") -> "TransducerGraphs":
-        """Open ``path/encoder.onnx``, ``path/predictor.onnx`` and ``path/joiner.onnx``."""
+    def from_directory(cls, path: str | os.PathLike, *, threads: int = 1, optimization: str | None = None,
+                       allow_uncertified: bool = False) -> "TransducerGraphs":
+        """Open ``path/encoder.onnx``, ``path/predictor.onnx`` and ``path/joiner.onnx`` (each checked on
+        load: card against graph, certificate unless ``allow_uncertified``)."""
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise ModelFileError(f"{path!r} is not a directory: a transducer export is a directory holding "
                                  f"{', '.join(f'{n}.onnx' for n in GRAPH_KINDS)}")
+        missing = [f"{n}.onnx" for n in GRAPH_KINDS if not os.path.isfile(os.path.join(path, f"{n}.onnx"))]
+        if missing:
+            raise ModelFileError(f"{path!r} lacks {', '.join(missing)}: a transducer export holds "
+                                 f"{', '.join(f'{n}.onnx' for n in GRAPH_KINDS)}")
         sessions = {name: OnnxStepSession(os.path.join(path, f"{name}.onnx"), threads=threads,
-                                          optimization=optimization) for name in GRAPH_KINDS}
+                                          optimization=optimization, allow_uncertified=allow_uncertified)
+                    for name in GRAPH_KINDS}
         return cls(**sessions)
 
     # -- the two callables the greedy decoder drives ---------------------------------------

@@ -15,6 +15,7 @@ samples of the previous window prepended. That is state too; :class:`SileroVad` 
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -130,9 +131,17 @@ class SileroVad:
     def card(self) -> ModelCard:
         return self.session.card
 
+    def new_stream(self) -> "SileroVad":
+        """A VAD for another stream that shares this one's ONNX session (no model load): own state
+        and context, starting fresh."""
+        other = copy.copy(self)
+        other._input = np.zeros_like(self._input)
+        other.reset()
+        return other
+
     def reset(self) -> None:
         """Start a new stream: LSTM state and context back to zeros (as Silero's reset_states)."""
-        self.session.state = self.session.init_state(1)
+        self._state = self.session.init_state(1)
         self._input[:] = 0.0
         self._checked = False  # the next call goes through OnnxStepSession's card checks
 
@@ -151,10 +160,11 @@ class SileroVad:
             # Hot path: the input row and the state are arrays this class built and the graph
             # returned, and the first call checked their layout against the card; re-checking
             # them on every 32 ms window cost about a quarter of the VAD's time (measured).
-            probability, self.session.state["state_in"] = self._graph.run(
-                self._output_names, {"audio": self._input, "state_in": self.session.state["state_in"]})
+            probability, self._state["state_in"] = self._graph.run(
+                self._output_names, {"audio": self._input, "state_in": self._state["state_in"]})
         else:
-            probability = self.session.step(self._input)["speech_probability"]
+            outputs, self._state = self.session.run(self._input, self._state)
+            probability = outputs["speech_probability"]
             self._checked = True
         # The next call's context: the last samples of this call's input (Silero: x[..., -64:]).
         self._input[0, :self.context_samples] = self._input[0, -self.context_samples:]

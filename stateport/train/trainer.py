@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import InvalidInputError, PoolFileError
 from ..nn.frontend import TorchFrontend
+from ..runtime.decoders import ctc_greedy
 from ..runtime.frontend import FrontendConfig
 from ..vocabulary import BLANK_ID
 from .augment import NO_AUGMENTATION, AugmentConfig
@@ -112,14 +113,8 @@ def restricted_ctc_loss(log_probs: torch.Tensor, frame_lengths: torch.Tensor, ta
 
 
 def greedy_tokens(logits: np.ndarray, length: int) -> list[int]:
-    """Greedy CTC collapse of one utterance's logits [T, V] -> token ids."""
-    best = logits[:length].argmax(-1)
-    out, prev = [], BLANK_ID
-    for t in best:
-        if t != prev and t != BLANK_ID:
-            out.append(int(t))
-        prev = t
-    return out
+    """Greedy CTC collapse of one utterance's logits [T, V] -> token ids (the runtime's decoder rule)."""
+    return ctc_greedy(logits[:length], BLANK_ID)
 
 
 class _Featurizer:

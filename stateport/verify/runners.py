@@ -82,7 +82,9 @@ class OnnxRunner:
     def __init__(self, path_or_bytes, card: ModelCard | None = None, *, optimization: str = "all", threads: int = 1):
         from ..runtime.session import OnnxStepSession
 
-        self.session = OnnxStepSession(path_or_bytes, threads=threads, optimization=optimization, card=card)
+        # The prover opens files before (or without) a certificate by design: it is what writes one.
+        self.session = OnnxStepSession(path_or_bytes, threads=threads, optimization=optimization, card=card,
+                                       allow_uncertified=True)
         self.card = self.session.card
         self.optimization = optimization
 

@@ -45,7 +45,7 @@ def test_same_text_across_rates_and_channels(wavs, capsys):
     model = tiny_ctc_model()
     docs = {}
     for name, path in wavs.items():
-        code, doc = run_json(capsys, path, "--model", model)
+        code, doc = run_json(capsys, path, "--model", model, "--allow-uncertified")
         assert code == 0
         docs[name] = doc
     mono, stereo = docs["16k"], docs["16k_stereo"]
@@ -71,7 +71,8 @@ def test_same_text_across_rates_and_channels(wavs, capsys):
 
 @needs_fsdd
 def test_text_output_prints_partials_and_a_summary(wavs, capsys):
-    code = main(["stream", wavs["16k"], "--model", tiny_ctc_model(), "--vad", "--min-silence-ms", "250"])
+    code = main(["stream", wavs["16k"], "--model", tiny_ctc_model(), "--allow-uncertified", "--vad",
+                 "--min-silence-ms", "250"])
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
@@ -83,13 +84,13 @@ def test_text_output_prints_partials_and_a_summary(wavs, capsys):
 
 
 def test_missing_or_unreadable_audio_is_a_typed_error(tmp_path, capsys):
-    code, doc = run_json(capsys, str(tmp_path / "nope.wav"), "--model", tiny_ctc_model())
+    code, doc = run_json(capsys, str(tmp_path / "nope.wav"), "--model", tiny_ctc_model(), "--allow-uncertified")
     assert code == 2 and doc["error"]["code"] == "INVALID_AUDIO_FILE" and "does not exist" in doc["error"]["message"]
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF....WAVEjunk" * 4)
-    code, doc = run_json(capsys, str(junk), "--model", tiny_ctc_model())
+    code, doc = run_json(capsys, str(junk), "--model", tiny_ctc_model(), "--allow-uncertified")
     assert code == 2 and doc["error"]["code"] == "INVALID_AUDIO_FILE"
-    code, doc = run_json(capsys, "--model", tiny_ctc_model())
+    code, doc = run_json(capsys, "--model", tiny_ctc_model(), "--allow-uncertified")
     assert code == 2 and "exactly one" in doc["error"]["message"]
 
 

@@ -14,6 +14,7 @@ from stream_helpers import tiny_ctc_model
 from stateport.errors import InvalidInputError, MissingDependencyError
 from stateport.runtime.audio import AudioFileError
 from stateport.runtime.pacing import FileSource, MicrophoneSource, PacingOptions, run_paced
+from stateport.runtime.recognizer import Recognizer
 from stateport.runtime.session import OnnxStepSession
 from stateport.runtime.streamer import Streamer
 
@@ -23,9 +24,9 @@ STEP_DELAY_S = 0.040  # injected per step; a step of the 2-frame model holds 20 
 class SlowSession(OnnxStepSession):
     """The same model, made twice slower than real time by a sleep in every step."""
 
-    def step(self, x):
+    def run_prepared(self, feeds):
         time.sleep(STEP_DELAY_S)
-        return super().step(x)
+        return super().run_prepared(feeds)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def wav_2s(tmp_path_factory):
 
 def test_underrun_drop_oldest_bounds_the_backlog(wav_2s):
     model = tiny_ctc_model(chunk_frames=2)
-    streamer = Streamer(SlowSession(model))
+    streamer = Streamer(SlowSession(model, allow_uncertified=True))
     options = PacingOptions(read_ms=20, realtime=True, max_queue_ms=200, keep_queue_ms=100, policy="drop_oldest")
     t = time.perf_counter()
     report = run_paced(streamer, FileSource(wav_2s, read_ms=20), options)
@@ -59,8 +60,9 @@ def test_underrun_drop_oldest_bounds_the_backlog(wav_2s):
 
 def test_underrun_fallback_switches_model_and_keeps_all_audio(wav_2s):
     model = tiny_ctc_model(chunk_frames=2)
-    streamer = Streamer(SlowSession(model))
-    options = PacingOptions(read_ms=20, realtime=True, max_queue_ms=200, policy="fallback", fallback_model=model)
+    streamer = Streamer(SlowSession(model, allow_uncertified=True))
+    options = PacingOptions(read_ms=20, realtime=True, max_queue_ms=200, policy="fallback",
+                             fallback_model=Recognizer.from_file(model, allow_uncertified=True))
     report = run_paced(streamer, FileSource(wav_2s, read_ms=20), options)
     assert report.underruns == 1 and report.model_switches == 1 and report.state_carried is True
     assert report.dropped_samples == 0
@@ -68,7 +70,7 @@ def test_underrun_fallback_switches_model_and_keeps_all_audio(wav_2s):
     # The fast fallback caught up: the backlog at the end is below what it was at the switch.
     assert report.queue_depth_ms[-1] < 200
     # Same weights and carried state: the text equals an unpaced run of the whole file.
-    reference = Streamer(model)
+    reference = Streamer(model, allow_uncertified=True)
     samples, _ = sf.read(wav_2s, dtype="float32")
     reference.accept_waveform(samples, 16000)
     reference.input_finished()
@@ -76,7 +78,7 @@ def test_underrun_fallback_switches_model_and_keeps_all_audio(wav_2s):
 
 
 def test_as_fast_as_possible_has_no_underruns(wav_2s):
-    streamer = Streamer(tiny_ctc_model())
+    streamer = Streamer(tiny_ctc_model(), allow_uncertified=True)
     report = run_paced(streamer, FileSource(wav_2s, read_ms=20, realtime=False), PacingOptions(realtime=False))
     assert report.underruns == 0 and report.lag_ms == [] and report.wall_seconds < 2.0
     assert report.rtf < 1.0 and len(report.step_latency_ms) == streamer.counters.steps
