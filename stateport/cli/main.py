@@ -12,6 +12,7 @@ import json
 import sys
 
 from ..errors import StateportError
+from ..extras import missing_dependency
 from . import demo_cmd, export_cmd, inspect_cmd, list_cmd, stream_cmd, train_cmd, verify_cmd
 from . import drift_cmd, quantize_cmd
 from . import check_cmd, matrix_cmd
@@ -41,7 +42,10 @@ def emit_json(doc: dict) -> None:
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code, doc = args.run(args)
+        try:
+            code, doc = args.run(args)
+        except ModuleNotFoundError as e:  # an optional extra that is not installed: say which
+            raise missing_dependency(e, f"stateport {args.verb}") from None
     except StateportError as e:
         if args.json:
             emit_json({"error": e.to_dict()})
