@@ -35,6 +35,18 @@ def tiny_ctc_model(chunk_frames: int | None = None, static: bool = False) -> str
     return path
 
 
+class AlwaysSpeech:
+    """A VAD that hears speech in every 32 ms window (to exercise the endpointer's forced cuts)."""
+
+    window_samples, sample_rate_hz = 512, 16000
+
+    def probability(self, window):
+        return 1.0
+
+    def reset(self):
+        pass
+
+
 def tail_samples(model_path: str) -> int:
     """Samples of silence the runtime feeds at the end of input for this model (its tail padding)."""
     from stateport.runtime.recognizer import Recognizer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_helpers import digits_stream, needs_fsdd, reads, tiny_ctc_model, with_tail
+from stream_helpers import AlwaysSpeech, digits_stream, needs_fsdd, reads, tiny_ctc_model, with_tail
 
 import stateport
 from stateport.errors import InvalidInputError, UnsupportedError
@@ -168,15 +168,6 @@ def test_endpoint_reset_clears_only_the_states_the_card_marks():
             self.fed = getattr(self, "fed", [])
             self.fed.append({k: v.copy() for k, v in feeds.items() if k.endswith("_in")})
             return super().run_prepared(feeds)
-
-    class AlwaysSpeech:
-        window_samples, sample_rate_hz = 512, 16000
-
-        def probability(self, window):
-            return 1.0
-
-        def reset(self):
-            pass
 
     session = Spy(tiny_ctc_model(), card=card, allow_uncertified=True)
     rec = Recognizer(session)

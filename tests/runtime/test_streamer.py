@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_helpers import digits_stream, needs_fsdd, reads, tail_samples, tiny_ctc_model, with_tail
+from stream_helpers import AlwaysSpeech, digits_stream, needs_fsdd, reads, tail_samples, tiny_ctc_model, with_tail
 
 from stateport.errors import (BufferOverflowError, InvalidInputError, NonFiniteInputError, UnsupportedError)
 from stateport.runtime.decoders import CtcGreedyDecoder
@@ -293,15 +293,6 @@ def test_endpoint_reset_is_independent_of_read_size():
 
 
 def test_max_utterance_duration_cuts_and_resets():
-    class AlwaysSpeech:
-        window_samples, sample_rate_hz = 512, 16000
-
-        def probability(self, window):
-            return 1.0
-
-        def reset(self):
-            pass
-
     streamer = Streamer(tiny_ctc_model(), vad=AlwaysSpeech(),
                         endpoint=EndpointConfig(max_utterance_duration_ms=1000), allow_uncertified=True)
     events = list(streamer.events(reads(noise(3.5, seed=11), 320), 16000))
