@@ -187,8 +187,7 @@ def _by_age(divergence: np.ndarray, age_s: np.ndarray) -> list:
 
 def _ctc_tokens(ids: np.ndarray, blank: int) -> list[tuple[int, int]]:
     """(frame, token) of a greedy CTC path (the runtime's decoder rule)."""
-    frames, tokens = ctc_collapse(ids, blank)
-    return list(zip(frames.tolist(), tokens.tolist()))
+    return list(zip(*ctc_collapse(ids, blank)))
 
 
 def _window_wer(tokens: list, audio: SoakAudio, hop: int, window_s: float, tail_s: float = 1.0) -> list:

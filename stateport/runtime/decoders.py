@@ -117,32 +117,35 @@ class _FrameClock:
 
 
 # ---------------------------------------------------------------------- CTC greedy
-def ctc_collapse(best_ids: np.ndarray, blank_id: int, previous_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ctc_collapse(best_ids, blank_id: int, previous_id: int | None = None) -> tuple[list[int], list[int]]:
     """Greedy CTC's rule on a best path ``[T]``: ``(frames, token_ids)`` of the tokens it emits.
 
     A token is emitted on the first frame of each run of equal ids that is not blank;
     ``previous_id`` is the best id of the frame before ``best_ids[0]`` (None: the start of a
     stream, as if blank), so a run that straddles two chunks is emitted once. The one
     implementation of the rule: the streaming decoders, training and the drift soak call it.
+    (A loop over a Python list: for the runtime's 2-16 frames per step it is several times
+    faster than the equivalent numpy expression, measured, and fast enough for a whole utterance.)
     """
-    best = np.asarray(best_ids)
-    if best.shape[0] == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    before = np.empty_like(best)
-    before[0] = blank_id if previous_id is None else previous_id
-    before[1:] = best[:-1]
-    frames = np.flatnonzero((best != blank_id) & (best != before))
-    return frames, best[frames]
+    ids = best_ids.tolist() if isinstance(best_ids, np.ndarray) else list(best_ids)
+    previous = blank_id if previous_id is None else previous_id
+    frames, tokens = [], []
+    for frame, token in enumerate(ids):
+        if token != previous and token != blank_id:
+            frames.append(frame)
+            tokens.append(token)
+        previous = token
+    return frames, tokens
 
 
 def ctc_greedy(logits: np.ndarray, blank_id: int) -> list[int]:
     """Greedy CTC token ids of one whole utterance's scores ``[T, V]`` (logits or log-probs)."""
-    return ctc_collapse(np.argmax(logits, axis=-1), blank_id)[1].tolist()
+    return ctc_collapse(np.argmax(logits, axis=-1), blank_id)[1]
 
 
-def token_log_probs(scores: np.ndarray, frames: np.ndarray, token_ids: np.ndarray) -> list[float]:
+def token_log_probs(scores: np.ndarray, frames: list, token_ids: list) -> list[float]:
     """log-softmax of ``scores [T, V]`` at (frame, token) pairs: only the emitting rows are normalised."""
-    if not len(frames):
+    if not frames:
         return []
     rows = scores[frames].astype(np.float64)
     top = rows.max(axis=1, keepdims=True)
@@ -197,8 +200,7 @@ class CtcGreedyDecoder:
         self._previous_id = int(best[-1])
         scores = token_log_probs(logits, frames, ids)
         vocab = self._vocabulary
-        emitted = [DecodedToken(t, first_frame + f, vocab[t], sc)
-                   for f, t, sc in zip(frames.tolist(), ids.tolist(), scores)]
+        emitted = [DecodedToken(t, first_frame + f, vocab[t], sc) for f, t, sc in zip(frames, ids, scores)]
         self._tokens.extend(emitted)
         return emitted
 

@@ -129,7 +129,8 @@ class KaldiStream:
         return self._frontend is not None and self._frontend.is_finished
 
     def accept(self, samples: np.ndarray) -> None:
-        self._live().accept_waveform(samples)
+        """Float32 samples ``[N > 0]``, checked where they entered the stream."""
+        self._live().accept_checked(samples)
 
     def finish(self) -> None:
         self._live().input_finished()

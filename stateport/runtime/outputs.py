@@ -4,7 +4,8 @@ The recognizer picks the class once from ``card.output.kind`` (:func:`output_dec
 and every stream gets its own instance; the step loop only ever calls:
 
 - ``step(y, outputs, first_frame, locate) -> events``: ``y`` is this stream's main output for
-  the step's real frames ``[T_out, V]``; ``outputs`` every output of the step (batch 1);
+  the step's real frames ``[T_out, V]``; ``outputs`` every output of the step (batch 1, in
+  the card's order);
   ``first_frame`` the output-frame index of ``y[0]`` within the current utterance;
   ``locate(frame) -> absolute sample`` places an utterance output frame on the stream's timeline;
 - ``end_utterance() -> UtteranceTokens``: what the utterance decoded to; the decoder is then
@@ -115,15 +116,15 @@ class CtcGreedyOutput(_TokenOutput):
     def step(self, y, outputs, first_frame, locate) -> list:
         if y.shape[0] == 0:
             return []
-        best = y.argmax(axis=1)
+        best = y.argmax(axis=1).tolist()
+        if best.count(self._blank) == len(best) and self._previous == self._blank:
+            return []  # all blank: most steps of a real model
         frames, ids = ctc_collapse(best, self._blank, self._previous)
-        self._previous = int(best[-1])
-        if not len(ids):
+        self._previous = best[-1]
+        if not ids:
             return []
-        ids_list = ids.tolist()
         vocab = self._vocab
-        self._log.add(ids_list, [vocab[t] for t in ids_list], (frames + first_frame).tolist(),
-                      token_log_probs(y, frames, ids))
+        self._log.add(ids, [vocab[t] for t in ids], [f + first_frame for f in frames], token_log_probs(y, frames, ids))
         return [PartialText(self._log.text, tuple(self._log.ids))]
 
     def _restart(self) -> None:
@@ -225,8 +226,11 @@ class VadOutput:
 class RawOutputs:
     """No decoding: every step's outputs as a RawOutput event (raw models, or to decode elsewhere)."""
 
+    def __init__(self, names: list):
+        self._names = names
+
     def step(self, y, outputs, first_frame, locate) -> list:
-        return [RawOutput(outputs=outputs, first_frame=first_frame)]
+        return [RawOutput(outputs=dict(zip(self._names, outputs)), first_frame=first_frame)]
 
     def partial(self) -> UtteranceTokens:
         return EMPTY
@@ -285,6 +289,7 @@ def output_decoder_factory(card: ModelCard, *, decoder: str, options, graphs=Non
         frame = st.frame_hop_samples * st.subsampling
         return lambda endpoint: VadOutput(endpoint, st.sample_rate_hz, frame)
     if out.kind == "raw":
-        return lambda endpoint: RawOutputs()
+        names = [p.name for p in card.outputs]
+        return lambda endpoint: RawOutputs(names)
     raise UnsupportedError(f"output kind {out.kind!r} is one graph of a transducer: open the export's directory, "
                            "whose encoder drives the stream")

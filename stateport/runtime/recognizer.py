@@ -297,12 +297,18 @@ class Recognizer:
 
     def is_ready(self, stream: "Stream") -> bool:
         """Whether ``decode_stream`` has work: a full chunk, or (after input_finished) the rest."""
-        self._own(stream)
+        if stream.__class__ is not Stream or stream._rec is not self:
+            self._own(stream)
         return stream._is_ready()
 
     def decode_stream(self, stream: "Stream") -> list:
         """One step of one stream (if ready); returns the events it caused."""
-        return self.decode_streams([stream])[0]
+        self._own(stream)
+        events: list = []
+        job = stream._begin_step(events)
+        if job is not None:
+            self._run([(0, stream, job)], [events])
+        return events
 
     def decode_streams(self, streams) -> list:
         """One step of every ready stream, batched: returns one list of events per stream.
@@ -450,6 +456,12 @@ class Stream:
     def recognizer(self) -> Recognizer:
         return self._rec
 
+    @property
+    def state(self) -> dict:
+        """The model state this stream carries (state input port name -> array, batch 1). Read only:
+        the arrays may be shared with the recognizer's initial state."""
+        return dict(self._state)
+
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Start a new conversation: buffers, resampler, features, model state, decoder, VAD, counters."""
@@ -466,6 +478,7 @@ class Stream:
         if self._gate is not None:
             self._gate.reset()
         self._fed_abs = 0          # absolute ring index of the next sample for frontend and VAD
+        self._ready_at = 0         # ring index the next chunk waits for (0: ask the pump)
         self._fed = 0              # samples given to frontend and VAD ("fed space": drops removed)
         self._gaps: list[tuple[int, int]] = []  # (fed index, total dropped before it)
         self._step_frame = 0       # absolute frame index of the first queued frame
@@ -491,6 +504,24 @@ class Stream:
         Nothing is decoded here (``recognizer.decode_stream(s)`` does that), so a capture
         callback can call it. A bad read raises a typed error and leaves the stream as it was.
         """
+        rate = self._input_rate_hz
+        if self._finished or type(sample_rate) is not int or sample_rate != rate:
+            self._check_read(sample_rate, samples)  # the first read of a stream, or something unusual
+            rate = check_sample_rate(sample_rate)
+        mono = prepare_samples(samples, stream_offset=self.counters.samples_in)
+        if rate != self._input_rate_hz:
+            if self._input_rate_hz is not None:
+                raise InvalidInputError(f"sample_rate_hz changed from {self._input_rate_hz} to {rate} within a "
+                                        "stream; call reset() first")
+            if rate != self._rec.sample_rate_hz:
+                self._resampler = StreamingResampler(rate, self._rec.sample_rate_hz,
+                                                     quality=self._rec.options.resampler_quality)
+            self._input_rate_hz = rate
+        self.counters.samples_in += mono.shape[0]
+        self._push(self._resampler.process(mono) if self._resampler is not None else mono)
+
+    def _check_read(self, sample_rate, samples) -> None:
+        """What may be wrong with a read besides its samples (the first read of a stream comes here too)."""
         if isinstance(sample_rate, np.ndarray) or (isinstance(samples, (int, float)) and not isinstance(samples, bool)):
             raise InvalidInputError("accept_waveform(sample_rate, samples): the sample rate comes first "
                                     "(sherpa-onnx's order)")
@@ -499,18 +530,6 @@ class Stream:
                                    "(use accept_features)")
         if self._finished:
             raise InvalidInputError("accept_waveform after input_finished(); call reset() to start a new stream")
-        rate = check_sample_rate(sample_rate)
-        mono = prepare_samples(samples, stream_offset=self.counters.samples_in)
-        if self._input_rate_hz is None:
-            if rate != self._rec.sample_rate_hz:
-                self._resampler = StreamingResampler(rate, self._rec.sample_rate_hz,
-                                                     quality=self._rec.options.resampler_quality)
-            self._input_rate_hz = rate
-        elif rate != self._input_rate_hz:
-            raise InvalidInputError(f"sample_rate_hz changed from {self._input_rate_hz} to {rate} within a stream; "
-                                    "call reset() first")
-        self.counters.samples_in += mono.shape[0]
-        self._push(self._resampler.process(mono) if self._resampler is not None else mono)
 
     def _push(self, samples: np.ndarray) -> None:
         if self._ring is None:
@@ -567,6 +586,7 @@ class Stream:
         if fe is None:
             return
         frames, ring, stage = self._frames, self._ring, self._rec._stage
+        self._ready_at = 0
         while True:
             fe.pop_into(frames)
             if len(frames) >= frames_wanted:
@@ -590,7 +610,10 @@ class Stream:
             last_frame = fe.next_frame_index + (frames_wanted - len(frames)) - 1
             need = max(stage.frame_end_sample(last_frame) - self._fed, stage.hop_samples)
             if available < need and not self._finished and available < ring.capacity_samples // 2:
-                return  # wait for the chunk (unless a small ring buffer would fill up first)
+                # Wait for the chunk (unless a small ring buffer would fill up first); until the ring
+                # reaches this index, is_ready() need not come here (it is asked after every read).
+                self._ready_at = self._fed_abs + min(need, ring.capacity_samples // 2)
+                return
             count = min(available, need)
             chunk = ring.read(self._fed_abs, count)
             ring.discard_before(self._fed_abs + count)
@@ -614,6 +637,9 @@ class Stream:
     def _is_ready(self) -> bool:
         if self._closed:
             return False
+        ring = self._ring
+        if ring is not None and ring.end_index < self._ready_at and not self._finished:
+            return False  # the next chunk's audio has not all arrived (see _pump)
         fps = self._rec._frames_per_step
         self._pump(fps)
         return len(self._frames) >= fps or self._finished
@@ -623,7 +649,9 @@ class Stream:
         or None (nothing to run; at the very end, the stream is closed and its final emitted)."""
         if self._closed:
             return None
-        self._pump(self._rec._frames_per_step)
+        fps = self._rec._frames_per_step
+        if len(self._frames) < fps:  # usually is_ready() has just pumped the chunk in
+            self._pump(fps)
         if self._gate is not None:
             self._release_vad(events, final=False)
         chunk = self._take_chunk()
@@ -668,7 +696,7 @@ class Stream:
         self._frames.consume(advance)
         self._step_frame += advance
         y = rec._main_rows(outputs, real)
-        events += self._decoder.step(y, dict(zip(rec._output_names, outputs)), first, self._locate)
+        events += self._decoder.step(y, outputs, first, self._locate)
 
     def _locate(self, frame: int) -> int:
         """Absolute sample of output frame ``frame`` of the current utterance."""

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ChunkLengthError, InvalidInputError, NonFiniteInputError, StateShapeError
 from ..spec import ModelCard
 from .model_file import card_from_metadata
-from .trust import check_trust, graph_ports
+from .trust import Trust, certificate_status, check_trust, graph_ports
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -66,7 +66,8 @@ class OnnxStepSession:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str | None = None,
-                 card: ModelCard | None = None, allow_uncertified: bool = False, wrap=None):
+                 card: ModelCard | None = None, allow_uncertified: bool = False, wrap=None,
+                 check_graph: bool = True):
         """``optimization`` None: the ONNX Runtime level the card's parity certificate was proved at
         (``all`` without a certificate) — a level the proof never ran may change results (measured
         here: an fp16 graph crashed ONNX Runtime at ``all``).
@@ -74,6 +75,8 @@ class OnnxStepSession:
         Trust on load (:mod:`.trust`): the card is compared with the graph's declared ports and a
         disagreement raises CardGraphMismatchError; a model without a PASSED certificate raises
         UncertifiedModelError unless ``allow_uncertified`` (then ``self.trust`` says so).
+        ``check_graph=False`` is for the parity proof alone: it compares card and graph itself (its
+        "graph signature" check) and must report a disagreement, not be refused by it.
         ``wrap``: turns the ONNX Runtime session into the session-like object used instead (a
         port-mapped third-party graph; see :mod:`.port_mapping`).
         """
@@ -84,8 +87,11 @@ class OnnxStepSession:
         self.card = card or card_from_metadata(meta, where)
         if wrap is not None:
             self.session = wrap(self.session)
-        self.trust = check_trust(self.card, graph_ports(self.session), allow_uncertified=allow_uncertified,
-                                 where=where)
+        if check_graph:
+            self.trust = check_trust(self.card, graph_ports(self.session), allow_uncertified=allow_uncertified,
+                                     where=where)
+        else:
+            self.trust = Trust(certificate_status(self.card), allowed_uncertified=True)
         if optimization is None:
             optimization = certified_optimization(self.card)
             if optimization != first:

@@ -270,7 +270,7 @@ def test_keyword_model_spots_through_decode_streams(tiny_models):
         assert rec.get_result(s).tokens == tuple(e.class_id for e in h)
 
 
-def test_transducer_directory_streams_and_batches(tmp_path):
+def test_transducer_directory_streams_and_batches(tmp_path, capsys):
     """``stateport export --arch rnnt -o DIR``: the recognizer opens the directory; each stream's transcript
     equals the offline greedy transcript of the same features (audio + flush), batched or alone."""
     from stateport.export import export_model
@@ -293,6 +293,22 @@ def test_transducer_directory_streams_and_batches(tmp_path):
         offline = transcribe(graphs, feats)
         assert got.tokens == offline.token_ids and got == rec.transcribe(audio, 16000)
     assert sum(len(r.tokens) for r in batched) > 3
+
+    # The CLI takes the directory as a model too; inspect shows each graph's card and verdict.
+    import json
+
+    import soundfile as sf
+
+    from stateport.cli.main import main
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, audios[1], 16000)
+    assert main(["stream", str(wav), "--model", str(out), "--allow-uncertified", "--json"]) == 0
+    assert tuple(json.loads(capsys.readouterr().out)["tokens"]) == batched[1].tokens
+    assert main(["inspect", str(out), "--json"]) == 0
+    graphs = json.loads(capsys.readouterr().out)["graphs"]
+    assert list(graphs) == ["encoder", "predictor", "joiner"]
+    assert all(g["trust"]["card_matches_graph"] and g["trust"]["certificate"] == "absent" for g in graphs.values())
 
 
 def test_misuse_gives_typed_errors():
