@@ -38,6 +38,7 @@ recording followed by silence gives) before the last chunk and the final result.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -168,7 +169,7 @@ class Recognizer:
         """
         options = RecognizerOptions() if options is None else options
         if threads is not None:
-            options = RecognizerOptions(**{**options.__dict__, "threads": threads})
+            options = dataclasses.replace(options, threads=threads)
         model = _open(os.fspath(path), threads=options.threads, allow_uncertified=allow_uncertified)
         return cls(model, decoder=decoder, options=options, tail_padding_ms=tail_padding_ms)
 
