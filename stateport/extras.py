@@ -16,7 +16,7 @@ EXTRA_OF_MODULE = {
     "torchao": "quantize", "onnxconverter_common": "quantize", "matplotlib": "quantize",
     "litert_torch": "tflite", "ai_edge_litert": "tflite", "ai_edge_quantizer": "tflite",
     "coremltools": "coreml", "executorch": "executorch", "openvino": "openvino",
-    "pytest": "test", "jiwer": "test",
+    "pytest": "test", "jiwer": "test", "speechbrain": "gallery",
 }
 
 

@@ -182,10 +182,13 @@ class Recognizer:
 
     def _plan(self, card) -> None:
         """Everything about the step that follows from the card, worked out once."""
-        if len(card.inputs) != 1:
-            raise UnsupportedError(f"a stream drives one-input models; {card.name!r} has inputs "
-                                   f"{[p.name for p in card.inputs]}")
-        port = card.inputs[0]
+        signals = [p for p in card.inputs if getattr(p, "side_role", None) is None]
+        if len(signals) != 1:
+            raise UnsupportedError(f"a stream drives models with one signal input (plus side inputs the card "
+                                   f"marks); {card.name!r} has inputs {[p.name for p in card.inputs]}")
+        port = signals[0]
+        # Side inputs the client computes every step (spec.SIDE_ROLES): (name, role, dtype).
+        self._side_inputs = [(p.name, p.side_role, np.dtype(p.dtype)) for p in card.inputs if p is not port]
         if np.dtype(port.dtype).kind != "f":
             raise UnsupportedError(f"input {port.name} takes {port.dtype}; a stream feeds float features")
         st = card.streaming
@@ -232,16 +235,19 @@ class Recognizer:
         for value in self._init_state.values():
             value.flags.writeable = False  # shared by every fresh stream; never written in place
         self._eos_states = [s.name for s in card.states if s.reset_on_end_of_speech]
+        # States the graph keeps one value of for the whole batch: streams batch only while equal.
+        self._uniform_states = [s.name for s in card.states if getattr(s, "batch_uniform", False)]
+        self._lookahead = st.lookahead_frames if not frame_wise else 0
         symbolic = isinstance(port.shape[0], str) and all(isinstance(s.shape[s.batch_axis], str) for s in card.states)
         self._batchable = symbolic
         if hasattr(self.session, "run_prepared"):
             self._call = self.session.run_prepared
         else:  # a duck-typed session (tests, wrappers): run(x, state) -> (outputs, state)
-            names = self._output_names
+            names, inputs = self._output_names, {p.name for p in card.inputs}
 
             def call(feeds, session=self.session):
-                outputs, state = session.run({k: v for k, v in feeds.items() if k == self._input_name},
-                                             {k: v for k, v in feeds.items() if k != self._input_name} or None)
+                outputs, state = session.run({k: v for k, v in feeds.items() if k in inputs},
+                                             {k: v for k, v in feeds.items() if k not in inputs} or None)
                 return [outputs[n] for n in names] + [state[n] for n in self._state_names]
             self._call = call
 
@@ -329,7 +335,10 @@ class Recognizer:
             self._own(stream)
             job = stream._begin_step(events[i])
             if job is not None:
-                key = job[0].shape[0] if self._batchable else i
+                if not self._batchable:
+                    key = i
+                else:  # one run per chunk length (and per value of any batch-uniform state)
+                    key = (job[0].shape[0],) + tuple(stream._state[n].tobytes() for n in self._uniform_states)
                 groups.setdefault(key, []).append((i, stream, job))
         for members in groups.values():
             self._run(members, events)
@@ -354,6 +363,8 @@ class Recognizer:
             i, stream, (rows, real, advance) = members[0]
             feeds = dict(stream._state)
             feeds[self._input_name] = self._layout(rows[None] if not self._frame_wise else rows)
+            if self._side_inputs:
+                self._feed_side_inputs(feeds, [stream], rows.shape[0])
             values = self._call(feeds)
             n = self._num_outputs
             stream._end_step(values[:n], dict(zip(self._state_names, values[n:])), real, advance, events[i])
@@ -362,6 +373,8 @@ class Recognizer:
         feeds = {self._input_name: self._layout(rows if not self._frame_wise else rows[:, 0])}
         for name, axis in zip(self._state_names, self._state_axes):
             feeds[name] = np.concatenate([stream._state[name] for _, stream, _ in members], axis=axis)
+        if self._side_inputs:
+            self._feed_side_inputs(feeds, [stream for _, stream, _ in members], rows.shape[1])
         values = self._call(feeds)
         n = self._num_outputs
         out_axes, state_axes = self._output_batch_axes, self._state_axes
@@ -369,6 +382,15 @@ class Recognizer:
             outs = [_take(v, axis, k) for v, axis in zip(values[:n], out_axes)]
             state = {name: _take(v, axis, k) for name, v, axis in zip(self._state_names, values[n:], state_axes)}
             stream._end_step(outs, state, real, advance, events[i])
+
+    def _feed_side_inputs(self, feeds: dict, streams: list, chunk_frames: int) -> None:
+        """The side inputs the card asks for, one value per stream: ``chunk_length`` (frames in this
+        chunk, look-ahead included) and ``stream_offset`` (frames the stream advanced before it)."""
+        for name, role, dtype in self._side_inputs:
+            if role == "chunk_length":
+                feeds[name] = np.full(len(streams), chunk_frames, dtype=dtype)
+            else:
+                feeds[name] = np.array([s._step_frame - s._offset_origin for s in streams], dtype=dtype)
 
     def _layout(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``[B, T, F]`` (``[B, F]`` frame-wise) -> the input port's layout."""
@@ -480,6 +502,7 @@ class Stream:
             self._gate.reset()
         self._fed_abs = 0          # absolute ring index of the next sample for frontend and VAD
         self._ready_at = 0         # ring index the next chunk waits for (0: ask the pump)
+        self._offset_origin = 0    # frame the model's stream_offset counts from (the last state reset)
         self._fed = 0              # samples given to frontend and VAD ("fed space": drops removed)
         self._gaps: list[tuple[int, int]] = []  # (fed index, total dropped before it)
         self._step_frame = 0       # absolute frame index of the first queued frame
@@ -497,6 +520,7 @@ class Stream:
             for name in self._rec._eos_states:
                 state[name] = self._rec._init_state[name]
             self._state = state
+            self._offset_origin = self._step_frame  # the model starts over: so does its frame count
 
     # ------------------------------------------------------------------ input
     def accept_waveform(self, sample_rate: int, samples) -> None:
@@ -661,7 +685,10 @@ class Stream:
         return chunk
 
     def _take_chunk(self):
-        """``(rows [T, F], real_frames, frames_to_advance)`` for the next step, or None.
+        """``(rows [T, F], output_frames, frames_to_advance)`` for the next step, or None.
+
+        ``output_frames``: the frames whose outputs count (a look-ahead model's chunk without its
+        look-ahead; never padding).
 
         A full chunk is ``frames_per_step`` frames. At the end of input the rest (fewer frames)
         runs as a last shorter chunk when the card allows that length (dynamic time axis, a
@@ -674,25 +701,30 @@ class Stream:
         queued = len(frames)
         fps = rec._frames_per_step
         if queued >= fps:
-            return frames.head(fps), fps, rec._frames_advanced
+            return frames.head(fps), rec._frames_advanced, rec._frames_advanced
         if not self._finished or queued == 0:
             return None
         if self._features is not None and not self._features.finished:
             return None
+        look = rec._lookahead
+        if queued <= look:  # only look-ahead frames are left: they have no outputs of their own
+            frames.consume(queued)
+            self._step_frame += queued
+            return None
         st = rec.card.streaming
         if st.check_chunk_frames(queued) is None:
-            return frames.head(queued), queued, queued
+            return frames.head(queued), queued - look, queued
         length = fps if st.static else max(queued, st.min_frames)
         length += (-length) % st.frame_multiple
         pad = np.repeat(rec._stage.silence_row[None], length - queued, axis=0)
         self.counters.padded_frames += length - queued
-        return np.concatenate([frames.head(queued), pad]), queued, queued
+        return np.concatenate([frames.head(queued), pad]), queued - look, queued
 
     def _end_step(self, outputs: list, state: dict, real: int, advance: int, events: list) -> None:
         rec = self._rec
         self._state = state
         self.counters.steps += 1
-        self.counters.frames += real
+        self.counters.frames += advance
         first = (self._step_frame - self._utt_start_frame) // rec._subsampling
         self._frames.consume(advance)
         self._step_frame += advance
