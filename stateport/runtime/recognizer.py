@@ -46,15 +46,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CardError, InvalidInputError, NonFiniteInputError, UnsupportedError
+from ..assets import default_model_path
+from ..errors import CardError, InvalidInputError, ModelFileError, NonFiniteInputError, UnsupportedError
 from .audio import check_sample_rate, prepare_samples, read_audio_file
 from .endpoint import EndpointConfig, VadEndpointing
 from .events import FinalText, SpeechEnd, SpeechStart, StreamCounters, StreamResult
 from .features import FrameQueue, feature_stage_for, receptive_field_tail_ms
+from .frontend import FrontendConfig
 from .outputs import DECODERS, output_decoder_factory
 from .resample import QUALITIES, StreamingResampler
 from .ring_buffer import OVERFLOW_POLICIES, RingBuffer
 from .session import OnnxStepSession
+from .transducer import TransducerGraphs
+from .vad import SileroVad
 
 __all__ = ["Recognizer", "Stream", "RecognizerOptions", "transcribe_file", "DECODERS"]
 
@@ -116,8 +120,6 @@ def _is_transducer(model) -> bool:
 def _open(path: str | os.PathLike, *, threads: int, allow_uncertified: bool):
     """An OnnxStepSession for a file, or the three graphs of a transducer export directory."""
     if os.path.isdir(path):
-        from .transducer import TransducerGraphs
-
         return TransducerGraphs.from_directory(path, threads=threads, allow_uncertified=allow_uncertified)
     return OnnxStepSession(path, threads=threads, allow_uncertified=allow_uncertified)
 
@@ -176,8 +178,6 @@ class Recognizer:
     @classmethod
     def builtin(cls, **kwargs) -> "Recognizer":
         """The built-in digit recogniser shipped in the package (``stateport/assets/digits/model.onnx``)."""
-        from ..assets import default_model_path
-
         return cls.from_file(default_model_path(), **kwargs)
 
     def _plan(self, card) -> None:
@@ -203,8 +203,6 @@ class Recognizer:
         if isinstance(declared, int):
             num_features = declared
         elif card.frontend:
-            from .frontend import FrontendConfig
-
             num_features = FrontendConfig.from_dict(card.frontend).num_features
         else:
             raise CardError(f"input {port.name} {port.shape}: the feature dimension must be an int without a frontend")
@@ -295,8 +293,6 @@ class Recognizer:
                 raise UnsupportedError("a VAD needs audio input; this model takes features (no frontend in its card)")
             if vad == "silero":
                 if self._silero is None:
-                    from .vad import SileroVad
-
                     self._silero = SileroVad(sample_rate_hz=self.sample_rate_hz, threads=self.options.threads)
                 vad = self._silero.new_stream()
             gate = VadEndpointing(vad, endpoint, sample_rate_hz=self.sample_rate_hz)
@@ -892,13 +888,9 @@ def transcribe_file(path: str | os.PathLike, model: str | os.PathLike | Recogniz
         rec = model
     else:
         if model is None:
-            from ..assets import default_model_path
-
             model = default_model_path()
         model = os.path.realpath(os.fspath(model))
         if not os.path.exists(model):
-            from ..errors import ModelFileError
-
             raise ModelFileError(f"model file {os.fspath(model)!r} does not exist")
         st = os.stat(model)
         rec = _cached_recognizer((model, st.st_mtime_ns, st.st_size, bool(allow_uncertified)))
