@@ -50,7 +50,7 @@ def main() -> None:
         from stateport.export.sources import build_model
 
         model, _ = build_model(arch=args.arch, size=args.size)
-        sess = OnnxStepSession(path, threads=1)
+        sess = OnnxStepSession(path, threads=1, allow_uncertified=True)  # exported without the proof: speed only
         size_bytes = os.path.getsize(path)
 
     hop_s = card.streaming.frame_hop_samples / card.streaming.sample_rate_hz
