@@ -54,7 +54,9 @@ def render(card: ModelCard, path: str) -> str:
     c = card.certificate
     lines += ["", "parity certificate"]
     if not c:
-        lines.append("  none (exported with --no-verify)")
+        lines.append("  none: no parity proof is recorded for this file")
+    elif c.get("skipped"):
+        lines.append(f"  none: {c.get('reason', 'no parity proof ran')}")
     else:
         lines.append(f"  {'PASSED' if c['passed'] else 'FAILED'} on {c['backend']} "
                      f"(graph optimisation {c.get('ort_graph_optimization')}): {c['seconds']:g} s, {c['frames']} frames, "

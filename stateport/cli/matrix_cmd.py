@@ -24,7 +24,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..export.backends.matrix import markdown_matrix, parity_matrix
+    from ..export.matrix import markdown_matrix, parity_matrix
 
     def progress(cell):
         # stderr: stdout stays one document (the table, or the JSON with --json)

@@ -1,5 +1,10 @@
-"""Export: the flat step wrapper, one module per backend, the card builder and the export job."""
+"""Export: the export job and the verify job over the backend registry, the card builder, model sources.
 
-from .pipeline import ExportResult, certify, export_model, verify_file
+``export_model`` (build + :func:`export_torch_model`) writes any backend's file, or a folder for a
+multi-graph model, proved and certified, atomically; ``verify_file`` proves any file again.
+"""
 
-__all__ = ["ExportResult", "certify", "export_model", "verify_file"]
+from .backends.onnx_file import export_onnx
+from .pipeline import ExportResult, export_model, export_torch_model, prove, verify_file
+
+__all__ = ["ExportResult", "export_model", "export_onnx", "export_torch_model", "prove", "verify_file"]

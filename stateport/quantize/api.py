@@ -82,7 +82,7 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, *, recipe: 
     recordings, other ``.wav`` files, or ``.npy`` features (default: FSDD, training speakers).
     Under torchrun, QAT trains on every rank and only rank 0 writes (others return ``path=None``).
     """
-    from ..export.onnx_export import update_card
+    from ..export.backends.onnx_file import write_card as update_card
     from ..runtime.model_file import read_card
 
     model, out = os.fspath(model), os.fspath(out)

@@ -24,27 +24,10 @@ import sys
 import numpy as np
 
 from ..spec import ModelCard
-from ..verify import prove_parity
-from ..verify.runners import OnnxRunner
+from ..verify import prove_parity, prove_self  # noqa: F401  (prove_self: the self-proof, re-exported here)
+from ..verify.runners import NamedRunner, OnnxRunner
 
 LEVELS = ("disable", "basic", "extended", "all")
-
-
-class NamedRunner:
-    """A runner under another name (check names say what was compared with what)."""
-
-    def __init__(self, runner, name: str):
-        self._runner = runner
-        self.name = name
-        self.optimization = getattr(runner, "optimization", None)
-        if hasattr(runner, "declared_shapes"):
-            self.declared_shapes = runner.declared_shapes
-
-    def init_state(self, batch: int) -> dict:
-        return self._runner.init_state(batch)
-
-    def run(self, x, state):
-        return self._runner.run(x, state)
 
 
 def level_loads(path: str, level: str, *, timeout_s: float = 120.0) -> tuple[bool, str]:
@@ -66,13 +49,6 @@ def level_loads(path: str, level: str, *, timeout_s: float = 120.0) -> tuple[boo
 
 _ORT_ENUM = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
              "all": "ORT_ENABLE_ALL"}
-
-
-def prove_self(path: str, card: ModelCard, *, label: str, level: str, seconds: float, tolerance: float):
-    """The quantized graph streamed (every chunking, batched) vs the same graph offline."""
-    reference = NamedRunner(OnnxRunner(path, card, optimization=level), label)
-    candidate = NamedRunner(OnnxRunner(path, card, optimization=level), f"onnxruntime[{label}]")
-    return prove_parity(reference, candidate, card, seconds=seconds, tolerance=tolerance, check_reference=False)
 
 
 def prove_against_torch(model, path: str, card: ModelCard, *, label: str, level: str, seconds: float,

@@ -153,7 +153,7 @@ def export_qat_onnx(qat_model, out_path: str, *, provenance: dict, name: str | N
     """
     import onnx
 
-    from ..export.onnx_export import export_onnx
+    from ..export import export_onnx
     from ..runtime.model_file import write_card
     from .onnx_graph import fold_dequantize_movement, fold_weight_quantize
     from .qat_modules import export_mode

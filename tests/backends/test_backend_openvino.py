@@ -4,7 +4,7 @@ import pytest
 
 from backend_helpers import PARITY_SECONDS, causal_conv, lstm_ctc_tiny, requires
 from stateport.export.backends import read_backend_card
-from stateport.export.backends.job import export_with_backend
+from stateport.export import export_torch_model
 
 pytestmark = requires("openvino")
 
@@ -13,7 +13,7 @@ pytestmark = requires("openvino")
 def test_ir_streams_like_torch(tmp_path, which):
     model, prov = lstm_ctc_tiny() if which == "lstm" else causal_conv()
     path = tmp_path / f"{which}.xml"
-    result = export_with_backend(model, path, backend="openvino", provenance=prov, seconds=PARITY_SECONDS)
+    result = export_torch_model(model, path, backend="openvino", provenance=prov, seconds=PARITY_SECONDS)
     report = result.report
     assert report.passed, report.to_text()
     assert report.max_abs_diff <= 1e-4
@@ -29,7 +29,8 @@ def test_onnx_file_state_inputs_need_their_defaults_removed(tiny_lstm_ctc):
     import openvino as ov
 
     from stateport.verify import prove_parity
-    from stateport.verify.backend_runners import OpenVinoRunner, onnx_without_state_defaults
+    from stateport.verify.backend_runners import OpenVinoRunner
+    from stateport.verify.state_defaults import onnx_without_state_defaults
     from stateport.verify.runners import TorchRunner
 
     path, exported = tiny_lstm_ctc
