@@ -161,11 +161,14 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False, companion
     ext = ext if suffix is None else suffix
     prefix = f".{stem if not directory else base}."
     try:
+        # mkstemp/mkdtemp create private (0600/0700) entries; an artifact gets what any new file gets.
         if directory:
             tmp = tempfile.mkdtemp(prefix=prefix, suffix=TMP_MARK + (suffix or ""), dir=folder)
+            os.chmod(tmp, 0o777 & ~_umask())
         else:
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TMP_MARK + ext, dir=folder)
             os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())
     except OSError as e:
         raise OutputPathError(f"cannot write {path!r}: {e.strerror or e}") from None
     target = AtomicOutput(path, tmp, directory=directory, companions=companions)
@@ -195,6 +198,12 @@ def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> str:
     with atomic_output(dest) as target:
         shutil.copyfile(os.fspath(src), target.tmp)
         return target.commit()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _remove(path: str) -> None:

@@ -17,8 +17,6 @@ import os
 
 import numpy as np
 
-from ..spec import ModelCard
-
 INT8_MIN, INT8_MAX = -128, 127
 
 

@@ -2,7 +2,7 @@
 
 Three questions, three measurements:
 
-1. *Does the quantized graph stream like it runs offline?* :func:`prove_self` runs prove_parity
+1. *Does the quantized graph stream like it runs offline?* :func:`stateport.verify.prove_self` runs prove_parity
    with the same file as reference (offline) and candidate (streamed, every chunking, batched),
    at the ONNX Runtime level the client uses. Static QDQ and fp16 graphs run fixed arithmetic, so
    this holds to ~1e-4; dynamic int8 re-scales every call, so it holds only to its recipe's bound.
@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from ..spec import ModelCard
-from ..verify import prove_parity, prove_self  # noqa: F401  (prove_self: the self-proof, re-exported here)
+from ..verify import prove_parity
 from ..verify.runners import NamedRunner, OnnxRunner
 
 LEVELS = ("disable", "basic", "extended", "all")
