@@ -1,5 +1,7 @@
 """OpenVINO: the IR converted from the ONNX export, and the ONNX export itself, proven against torch."""
 
+import os
+
 import pytest
 
 from backend_helpers import PARITY_SECONDS, causal_conv, lstm_ctc_tiny, requires
@@ -22,6 +24,20 @@ def test_ir_streams_like_torch(tmp_path, which):
     assert "openvino stream, 3 streams batched" in names
     card = read_backend_card(path)
     assert card.provenance.backend == "openvino" and card.certificate["passed"]
+    # The .xml and its .bin moved into place together; no temporary left beside them.
+    assert sorted(os.listdir(tmp_path)) == [f"{which}.bin", f"{which}.xml"]
+
+
+def test_verify_writes_a_new_certificate_into_the_ir(tmp_path):
+    """`stateport verify --write-certificate` on an IR: proved on a copy (xml + bin), which then replaces it."""
+    from stateport.export import verify_file
+
+    model, prov = causal_conv()
+    path = tmp_path / "conv.xml"
+    export_torch_model(model, path, backend="openvino", provenance=prov, seconds=PARITY_SECONDS)
+    report = verify_file(path, reference=model, seconds=2.0, write_certificate=True)
+    assert report.passed and read_backend_card(path).certificate["seconds"] == report.seconds == 2.0
+    assert sorted(os.listdir(tmp_path)) == ["conv.bin", "conv.xml"]
 
 
 def test_onnx_file_state_inputs_need_their_defaults_removed(tiny_lstm_ctc):

@@ -1,5 +1,7 @@
 """TFLite / LiteRT: same ports, card in the flatbuffer, parity vs torch with state carried, int8 option."""
 
+import os
+
 import pytest
 
 from backend_helpers import PARITY_SECONDS, causal_conv, lstm_ctc_tiny, requires
@@ -80,6 +82,15 @@ def test_dynamic_int8_is_smaller_and_within_its_tolerance(tmp_path, lstm_tflite)
     assert result.card.provenance.precision == "dynamic-int8"
     agreement = [d.argmax_agreement for c in report.checks for d in c.diffs if d.argmax_agreement is not None]
     assert min(agreement) > 0.95
+
+def test_a_failed_proof_keeps_the_flatbuffer_beside_the_path(tmp_path):
+    from stateport.errors import ParityError
+
+    model, prov = causal_conv()
+    with pytest.raises(ParityError) as e:
+        export_torch_model(model, tmp_path / "c.tflite", backend="tflite", provenance=prov, seconds=2.0, tolerance=0.0)
+    assert e.value.evidence == str(tmp_path / "c.failed.tflite") and os.listdir(tmp_path) == ["c.failed.tflite"]
+
 
 def test_quantize_recipe_is_checked(tmp_path):
     from stateport.errors import UnsupportedError

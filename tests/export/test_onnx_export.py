@@ -65,7 +65,7 @@ def test_offline_mode_serves_any_batch(tiny_lstm_ctc):
 def test_each_kind_of_state_passes_the_60s_proof(kind, tmp_path):
     model = toy_models.build(kind)
     path = str(tmp_path / f"{kind}.onnx")
-    card = export_onnx(model, path)
+    export_onnx(model, path)
     report = verify_file(path, reference=model, seconds=60)
     assert report.passed, report.to_text()
     assert report.seconds >= 60
