@@ -6,6 +6,8 @@ from ..verify import DEFAULT_SECONDS
 
 
 def add_parser(sub):
+    from ..export.backends import backend_names  # the registry: no torch import
+
     p = sub.add_parser("export", help="export a streaming model to ONNX with explicit state ports and a card")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", help="a built-in architecture (see `stateport list`)")
@@ -26,7 +28,7 @@ def add_parser(sub):
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="torch exporter (dynamo freezes LSTM time axes on torch 2.13: for diagnosis)")
     p.add_argument("--seed", type=int, default=0, help="init seed of a built-in architecture without checkpoint")
-    p.add_argument("--backend", default="onnx", choices=["onnx", "tflite", "coreml", "executorch", "openvino"],
+    p.add_argument("--backend", default="onnx", choices=backend_names(),
                    help="output format: .onnx, .tflite, .mlpackage, .pte, or OpenVINO .xml (each needs its extra, "
                         "e.g. pip install 'stateport[tflite]')")
     p.add_argument("--quantize", choices=["dynamic-int8"],

@@ -9,7 +9,8 @@ import pytest
 
 import toy_models
 from stateport.errors import InvalidInputError, UndeclaredStateError, UnsupportedError
-from stateport.export import export_onnx, verify_file
+from stateport.export import verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.verify.signals import synthetic_features
 
 

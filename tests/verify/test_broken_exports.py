@@ -6,7 +6,8 @@ import pytest
 
 import toy_models
 from stateport.errors import ParityError, UnsupportedError
-from stateport.export import export_onnx, verify_file
+from stateport.export import verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.verify import prove_parity
 from stateport.verify.runners import OnnxRunner, TorchRunner
 

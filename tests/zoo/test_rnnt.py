@@ -15,7 +15,8 @@ import torch
 
 from stateport.cli.main import main
 from stateport.errors import InvalidInputError, ParityError
-from stateport.export import export_model, export_onnx, verify_file
+from stateport.export import export_model, verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.runtime.transducer import StreamingTransducer, TransducerGraphs, transcribe
 from stateport.verify.signals import synthetic_features
 from stateport.zoo import get_architecture
