@@ -26,11 +26,11 @@ def _name_of(path: str) -> str:
 
 
 def run(args):
-    from ..atomic import check_output_folder
+    from ..atomic import check_output_path
     from ..quantize.drift import DriftConfig, drift_soak
     from ..train.quantize_data import fsdd_soak_audio, held_out_speaker
 
-    check_output_folder(args.out)  # before the soak audio is composed
+    check_output_path(args.out, directory=True, replaceable=lambda _: True)  # before the soak audio is composed
     models = {"fp32": args.fp32}
     for spec in args.models:
         name, _, path = spec.rpartition("=")

@@ -78,11 +78,11 @@ def accuracy_table(model: str | None, out_dir: str, *, data, checkpoint: str | N
     written into ``out_dir`` (``benchmarks/drift.py --table-dir`` reads it), with
     ``accuracy_table.json`` and ``.txt``.
     """
-    from ..atomic import atomic_copy, atomic_write_text, check_output_folder
+    from ..atomic import atomic_copy, atomic_write_text, check_output_path
     from .api import quantize_model
     from .evaluate import evaluate_model
 
-    check_output_folder(out_dir)
+    check_output_path(out_dir, directory=True, replaceable=lambda _: True)  # a folder to write into
     os.makedirs(out_dir, exist_ok=True)
     export_note = None
     if model is None:

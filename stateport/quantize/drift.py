@@ -203,7 +203,7 @@ def drift_soak(models: dict, out_dir: str, *, audio: SoakAudio, cfg: DriftConfig
     Writes ``drift.json`` and ``drift.png`` into ``out_dir`` (created if missing; each file
     atomically); returns the JSON document.
     """
-    from ..atomic import atomic_write_text, check_output_folder
+    from ..atomic import atomic_write_text, check_output_path
     from ..runtime.frontend import FrontendConfig, compute_features
     from ..runtime.model_file import read_card
     from ..runtime.session import OnnxStepSession
@@ -211,7 +211,7 @@ def drift_soak(models: dict, out_dir: str, *, audio: SoakAudio, cfg: DriftConfig
 
     if "fp32" not in models:
         raise InvalidInputError("drift soak: one model must be named 'fp32' (the reference)")
-    check_output_folder(out_dir)
+    check_output_path(out_dir, directory=True, replaceable=lambda _: True)  # a folder to write into
     card = read_card(models["fp32"])
     rate, hop = audio.sample_rate_hz, card.streaming.frame_hop_samples
     if rate != card.streaming.sample_rate_hz:
