@@ -73,7 +73,7 @@ class StateDecl:
 class InputSpec:
     """One plain input of a streaming module: name, shape with symbolic dims, dtype, time axis.
 
-    Torch side (a torch dtype, a ``random`` example maker); its card-side twin is
+    Torch side (a torch dtype, an ``example`` maker); its card-side twin is
     :class:`stateport.spec.TensorPort`.
 
     ``shape`` starts with ``"batch"``; the time axis, if any, holds a symbolic name (``"T"`` for
