@@ -31,9 +31,23 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from stateport.quantize.accuracy import accuracy_table
+    import os
 
-    table = accuracy_table(args.model, args.out, checkpoint=args.checkpoint, utterances=args.utterances,
+    from stateport.quantize.accuracy import accuracy_table, export_fp32
+    from stateport.runtime.model_file import read_card
+    from stateport.train.quantize_data import DigitQatTask, fsdd_calibration, held_out_set, held_out_speaker
+
+    model = args.model
+    if model is None:
+        os.makedirs(args.out, exist_ok=True)
+        model, problem = export_fp32(args.checkpoint, os.path.join(args.out, "fp32.onnx"))
+        if problem:
+            print(problem)
+    table = accuracy_table(model, args.out, data=held_out_set(held_out_speaker(args.checkpoint),
+                                                              utterances=args.utterances),
+                           checkpoint=args.checkpoint, calib=fsdd_calibration(args.checkpoint),
+                           qat=DigitQatTask.for_card(read_card(model), checkpoint=args.checkpoint,
+                                                     recipe=args.qat_recipe),
                            qat_recipe=args.qat_recipe, log=(lambda *_: None) if args.json else print)
     print(json.dumps(table.to_dict(), indent=2, default=str) if args.json else table.to_text())
 

@@ -24,14 +24,15 @@ def main() -> None:
     args = p.parse_args()
 
     from stateport.quantize.drift import DriftConfig, drift_soak
+    from stateport.train.quantize_data import fsdd_soak_audio, held_out_speaker
 
     models = dict(m.split("=", 1) for m in args.model)
     if args.table_dir:
         for f in sorted(os.listdir(args.table_dir)):
             if f.endswith(".onnx"):
                 models.setdefault(f[:-5], os.path.join(args.table_dir, f))
-    doc = drift_soak(models, args.out, cfg=DriftConfig(minutes=args.minutes, vad=args.vad),
-                     checkpoint=args.checkpoint)
+    cfg = DriftConfig(minutes=args.minutes, vad=args.vad)
+    doc = drift_soak(models, args.out, audio=fsdd_soak_audio(cfg, (held_out_speaker(args.checkpoint),)), cfg=cfg)
     for name, ports in doc["reset_bounds_divergence"].items():
         for port, v in ports.items():
             print(f"{name:<16} {port:<18} peak |diff| no reset {v['peak_no_reset']:.3e}  reset {v['peak_reset']:.3e}")

@@ -107,6 +107,19 @@ class BufferOverflowError(StateportError):
     code = "BUFFER_OVERFLOW"
 
 
+class OutputPathError(InvalidInputError):
+    """An output path stateport cannot write: a missing or read-only folder, an existing folder
+    where a file goes, or a folder holding files stateport did not write."""
+
+    code = "INVALID_OUTPUT"
+
+
+class CalibrationError(InvalidInputError):
+    """Calibration data that cannot be read or is too little to calibrate with."""
+
+    code = "INVALID_CALIBRATION"
+
+
 class PoolFileError(InvalidInputError):
     """A saved pool of training batches (``stateport train --pool-file``) that is unreadable or
     was drawn for other data settings than the run's."""
@@ -117,18 +130,22 @@ class PoolFileError(InvalidInputError):
 class ParityError(StateportError):
     """The exported model does not reproduce the reference within tolerance.
 
-    ``report`` holds every failed comparison, collected before raising.
+    ``report`` holds every failed comparison, collected before raising; ``evidence`` is where the
+    file that failed was kept (beside the requested path, never at it), if it was kept.
     """
 
     code = "PARITY_FAILED"
     exit_code = 1
 
-    def __init__(self, message: str, report=None):
+    def __init__(self, message: str, report=None, evidence: str | None = None):
         super().__init__(message)
         self.report = report
+        self.evidence = evidence
 
     def to_dict(self) -> dict:
         d = super().to_dict()
         if self.report is not None:
             d["report"] = self.report.to_dict()
+        if self.evidence is not None:
+            d["evidence"] = self.evidence
         return d

@@ -9,7 +9,9 @@ Naming rule for state: a state called ``NAME`` is fed through the input port ``N
 comes back through the output port ``NAME_out``. Every port name is a lowercase identifier
 (``[a-z][a-z0-9_]*``) valid in every runtime we target.
 
-This module is pure Python (no torch, no onnx) so the client runtime can use it.
+This module is pure Python (no torch, no onnx) so the client runtime can use it. Its classes are
+the card side of pairs whose torch side a module declares (``stateport.nn.protocol``):
+``StatePort`` / ``StateDecl``, ``TensorPort`` / ``InputSpec``, ``StreamingSpec`` / ``StreamingConfig``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def _check_dtype(dtype: str, where: str) -> str:
 class TensorPort:
     """A plain input or output port. ``time_axis`` marks the frame axis, if the port has one.
 
+    Card side (torch-free); an input's torch-side twin is :class:`stateport.nn.protocol.InputSpec`.
+
     The time axis is usually audio frames (``"T"``); a transducer predictor's token input counts
     tokens (``"U"``). ``value_range`` ``[low, high)`` bounds the values of an integer input (token
     ids index a vocabulary), so a client can refuse an out-of-range id before the runtime does.
@@ -127,6 +131,8 @@ class TensorPort:
 @dataclass
 class StatePort:
     """A state carried between steps: fed through ``name`` (``X_in``), returned by ``output`` (``X_out``).
+
+    Card side (torch-free); its torch-side twin is :class:`stateport.nn.protocol.StateDecl`.
 
     ``init`` is the fill value of a fresh state; ``batch_axis`` is where streams stack
     (it differs between states in real models); ``reset_on_end_of_speech`` says whether a
@@ -199,6 +205,8 @@ class StatePort:
 @dataclass
 class StreamingSpec:
     """How audio maps to steps.
+
+    Card side (torch-free); its torch-side twin is :class:`stateport.nn.protocol.StreamingConfig`.
 
     A step consumes ``frames_per_step`` feature frames (the nominal chunk) and advances the
     stream by ``frames_advanced_per_step`` (smaller when chunks overlap for look-ahead).

@@ -6,6 +6,7 @@ and compile date), LSTM attributes, state defaults a converter would fold, and t
 conversion commands with every port's dimensions.
 """
 
-from .qualcomm import TARGETS, Finding, ReadinessReport, check_qualcomm, load_allow_list, strip_state_defaults
+from .qualcomm import TARGETS, Finding, ReadinessReport, check_qualcomm, load_allow_list, write_without_state_defaults
 
-__all__ = ["TARGETS", "Finding", "ReadinessReport", "check_qualcomm", "load_allow_list", "strip_state_defaults"]
+__all__ = ["TARGETS", "Finding", "ReadinessReport", "check_qualcomm", "load_allow_list",
+           "write_without_state_defaults"]

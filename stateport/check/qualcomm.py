@@ -12,7 +12,7 @@ state would be lost, ``warning`` that it may, ``info`` what to know):
 - state defaults: state inputs that also have an initializer (stateport gives each state its
   initial value that way, for ONNX Runtime's offline mode). A converter may fold them into
   constants: OpenVINO does (measured), and the Qualcomm converters' handling is not documented,
-  so this is flagged and :func:`strip_state_defaults` writes a copy without them;
+  so this is flagged and :func:`write_without_state_defaults` writes a copy without them;
 - int64 inputs (the Qualcomm runtimes feed float32/int32/uint8 buffers).
 
 What is not checked: the conversion itself, per-backend (CPU/GPU/HTP) op support, quantization
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 
 from ..errors import InvalidInputError, MissingCardError
-from ..spec import ModelCard
+from ..spec import CARD_KEY, ModelCard
 
 TARGETS = ("snpe", "qnn")
 _DATA = "qualcomm_onnx_ops.json"
@@ -167,27 +167,38 @@ def conversion_commands(target: str, onnx_path: str, inputs: list, outputs: list
     return lines
 
 
-def strip_state_defaults(path: str | os.PathLike, out: str | os.PathLike) -> list:
+def write_without_state_defaults(path: str | os.PathLike, out: str | os.PathLike) -> list:
     """Write a copy of the ONNX file without the initializers that shadow graph inputs; returns their names.
 
-    The card stays in ``metadata_props``; converters drop metadata, so a ``<out>.card.json``
-    sidecar is written too when the file has a card.
+    The copy's card keeps the source's certificate only as history: the proof ran on the graph
+    with the defaults, so the copy's certificate says it was not proved itself. Converters drop
+    metadata, so the card is also written beside it as ``<out>.card.json``. Both files atomically.
     """
     import onnx
 
-    proto = onnx.load(os.fspath(path))
-    inputs = {i.name for i in proto.graph.input}
-    removed = [t.name for t in proto.graph.initializer if t.name in inputs]
-    kept = [t for t in proto.graph.initializer if t.name not in inputs]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    onnx.save(proto, os.fspath(out))
-    meta = {p.key: p.value for p in proto.metadata_props}
-    from ..spec import CARD_KEY
+    from ..atomic import atomic_output, atomic_write_text
+    from ..runtime.model_file import write_card
+    from ..verify.report import unproven_certificate
+    from ..verify.state_defaults import strip_state_defaults
 
+    proto = onnx.load(os.fspath(path))
+    removed = [t.name for t in strip_state_defaults(proto)]
+    card = None
+    meta = {p.key: p.value for p in proto.metadata_props}
     if CARD_KEY in meta:
-        with open(os.fspath(out) + ".card.json", "w", encoding="utf-8") as f:
-            f.write(meta[CARD_KEY])
+        card = ModelCard.from_json(meta[CARD_KEY])
+        source = card.certificate
+        card.certificate = unproven_certificate(
+            f"a copy of {os.path.basename(os.fspath(path))} without the state defaults (every state a required "
+            "input), written by stateport check --fix-out; the source's certificate, which this copy was not "
+            "proved under, is under 'source_certificate'")
+        card.certificate["source_certificate"] = source
+        write_card(proto, card)
+    with atomic_output(out) as target:
+        onnx.save(proto, target.tmp)
+        target.commit()
+    if card is not None:
+        atomic_write_text(os.fspath(out) + ".card.json", card.to_json())
     return removed
 
 
@@ -211,7 +222,7 @@ def check_qualcomm(path: str | os.PathLike, target: str = "snpe", *, fix_out: st
                    ) -> ReadinessReport:
     """Check a stateport ``.onnx`` file for SNPE (``snpe-onnx-to-dlc``) or QNN (``qnn-onnx-converter``).
 
-    ``fix_out``: also write a copy without the state defaults (:func:`strip_state_defaults`) and
+    ``fix_out``: also write a copy without the state defaults (:func:`write_without_state_defaults`) and
     print the commands for that copy.
     """
     from ..runtime.model_file import card_from_metadata, load_onnx_model
@@ -222,6 +233,10 @@ def check_qualcomm(path: str | os.PathLike, target: str = "snpe", *, fix_out: st
     if not path.endswith(".onnx"):
         raise InvalidInputError(f"{path!r}: the Qualcomm converters take the .onnx export "
                                 "(stateport export --backend onnx --static)")
+    if fix_out is not None:
+        from ..atomic import check_output_path
+
+        check_output_path(fix_out)  # before any work
     proto = load_onnx_model(path)
     allow = load_allow_list()
     report = ReadinessReport(target=target, path=path,
@@ -297,7 +312,7 @@ def check_qualcomm(path: str | os.PathLike, target: str = "snpe", *, fix_out: st
     shadowed = [v.name for v in graph_inputs if v.name in initializer_names]
     convert_path = path
     if fix_out is not None:
-        removed = strip_state_defaults(path, fix_out)
+        removed = write_without_state_defaults(path, fix_out)
         convert_path = os.fspath(fix_out)
         report.add("info", "FIXED_COPY", f"wrote {convert_path} without the initializers of "
                    f"{', '.join(removed) or 'no input'} (every state is a required input there)")

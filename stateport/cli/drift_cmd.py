@@ -8,7 +8,7 @@ def add_parser(sub):
                                      "side by side: state divergence and WER over time, with/without reset")
     p.add_argument("fp32", help="the fp32 stateport .onnx (the reference)")
     p.add_argument("models", nargs="+", help="reduced-precision models: PATH or NAME=PATH")
-    p.add_argument("-o", "--out", required=True, help="output folder (drift.json, drift.png)")
+    p.add_argument("-o", "--out", required=True, help="output folder (drift.json, drift.png; created if missing)")
     p.add_argument("--minutes", type=float, default=30.0, help="length of the soak")
     p.add_argument("--divergence-window-s", type=float, default=10.0)
     p.add_argument("--wer-window-s", type=float, default=300.0)
@@ -26,16 +26,19 @@ def _name_of(path: str) -> str:
 
 
 def run(args):
+    from ..atomic import check_output_path
     from ..quantize.drift import DriftConfig, drift_soak
+    from ..train.quantize_data import fsdd_soak_audio, held_out_speaker
 
+    check_output_path(args.out, directory=True, replaceable=lambda _: True)  # before the soak audio is composed
     models = {"fp32": args.fp32}
     for spec in args.models:
         name, _, path = spec.rpartition("=")
         models[name or _name_of(path)] = path
     cfg = DriftConfig(minutes=args.minutes, divergence_window_s=args.divergence_window_s,
                       wer_window_s=args.wer_window_s, vad=args.vad)
-    doc = drift_soak(models, args.out, cfg=cfg, speakers=tuple(args.speaker or ()), checkpoint=args.checkpoint,
-                     log=(lambda *_: None) if args.json else print)
+    audio = fsdd_soak_audio(cfg, tuple(args.speaker or ()) or (held_out_speaker(args.checkpoint),))
+    doc = drift_soak(models, args.out, audio=audio, cfg=cfg, log=(lambda *_: None) if args.json else print)
     if not args.json:
         print(f"{doc['audio_seconds'] / 60:.1f} min, {doc['resets']} resets (longest interval "
               f"{doc['max_reset_interval_s']} s); peak state divergence from fp32:")

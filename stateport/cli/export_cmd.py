@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from ..verify import DEFAULT_SECONDS, DEFAULT_TOLERANCE
+from ..verify import DEFAULT_SECONDS
 
 
 def add_parser(sub):
+    from ..export.backends import backend_names  # the registry: no torch import
+
     p = sub.add_parser("export", help="export a streaming model to ONNX with explicit state ports and a card")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", help="a built-in architecture (see `stateport list`)")
@@ -13,16 +15,20 @@ def add_parser(sub):
     p.add_argument("--size", help="size of a built-in architecture (tiny, default, ...)")
     p.add_argument("--checkpoint", help="weights to load (a state_dict, or a dict with 'state_dict')")
     p.add_argument("-o", "--out", required=True,
-                   help="output .onnx path (a directory for multi-graph architectures such as rnnt)")
+                   help="output file (.onnx, or the backend's suffix); a folder for multi-graph architectures such "
+                        "as rnnt. Written only once proved; a failed proof is kept as OUT.failed.onnx")
     p.add_argument("--chunk-frames", type=int, help="nominal frames per step (default: the model's)")
     p.add_argument("--static", action="store_true", help="fix every shape (batch 1, one chunk) for NPU/DSP compilers")
-    p.add_argument("--no-verify", action="store_true", help="skip the parity proof (no certificate)")
-    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="input length of the parity proof")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |diff| allowed")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the parity proof (the card says so; runtimes then refuse it unless allowed)")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+                   help="input length of the parity proof (at least 1 s)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="max |diff| allowed, relative above magnitude 1 (default 1e-4; 0.25 with --quantize)")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="torch exporter (dynamo freezes LSTM time axes on torch 2.13: for diagnosis)")
     p.add_argument("--seed", type=int, default=0, help="init seed of a built-in architecture without checkpoint")
-    p.add_argument("--backend", default="onnx", choices=["onnx", "tflite", "coreml", "executorch", "openvino"],
+    p.add_argument("--backend", default="onnx", choices=backend_names(),
                    help="output format: .onnx, .tflite, .mlpackage, .pte, or OpenVINO .xml (each needs its extra, "
                         "e.g. pip install 'stateport[tflite]')")
     p.add_argument("--quantize", choices=["dynamic-int8"],
@@ -42,15 +48,15 @@ def run(args):
                           backend=args.backend, quantize=args.quantize,
                           backend_options={"state": "coreml"} if args.coreml_state else None)
     if not args.json:
-        # A multi-graph architecture (a transducer) writes one file per graph into a directory.
-        for one in getattr(result, "graphs", {"": result}).values():
+        # A multi-graph architecture (a transducer) writes one file per graph into a folder.
+        for one in (result.graphs or {"": result}).values():
             card = one.card
             print(f"wrote {one.path}: {', '.join(card.input_names)} -> {', '.join(card.output_names)}")
             if one.report:
                 print(one.report.to_text())
             else:
-                print("parity proof skipped (--no-verify): the card carries no certificate")
+                print("parity proof skipped (--no-verify): the card says no proof ran")
         if not result.report:  # otherwise the report's notes already say what the backend changed
-            for note in getattr(result, "notes", []):
+            for note in result.notes:
                 print(f"note: {note}")
     return 0, result.to_dict()

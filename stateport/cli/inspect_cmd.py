@@ -91,6 +91,9 @@ def render(card: ModelCard, path: str, trust: dict | None = None) -> str:
                                               else ""))
     elif not c:
         lines.append("  none: stream and the runtime refuse it without --allow-uncertified / allow_uncertified=True")
+    elif c.get("skipped"):
+        lines.append(f"  none: {c.get('reason', 'no parity proof ran')}; stream and the runtime refuse it without "
+                     "--allow-uncertified / allow_uncertified=True")
     else:
         lines.append(f"  {'PASSED' if c['passed'] else 'FAILED'} on {c['backend']} "
                      f"(graph optimisation {c.get('ort_graph_optimization')}): {c['seconds']:g} s, {c['frames']} frames, "

@@ -22,7 +22,7 @@ def run(args):
              "default_size": a.default_size} for a in architectures()]
     doc = {"architectures": rows}
     if args.table:
-        from ..zoo.table import architecture_table, markdown_table
+        from ..export.table import architecture_table, markdown_table
 
         table = architecture_table(size=args.size, seconds=args.seconds, archs=args.archs)
         doc["table"] = table

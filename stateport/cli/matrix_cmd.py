@@ -6,6 +6,8 @@ import sys
 
 
 def add_parser(sub):
+    from ..export.backends import backend_names  # the registry: no torch import
+
     p = sub.add_parser("matrix", help="export every architecture with every backend and prove parity "
                                       "(a table of max |diff|, pass/fail, or the converter's error)")
     p.add_argument("--size", default="tiny", help="architecture size to export (default tiny)")
@@ -13,7 +15,7 @@ def add_parser(sub):
     p.add_argument("--arch", action="append", dest="archs", metavar="NAME", help="limit to this architecture "
                    "(repeatable)")
     p.add_argument("--backend", action="append", dest="backends", metavar="NAME",
-                   choices=["onnx", "tflite", "coreml", "executorch", "openvino"],
+                   choices=backend_names(),
                    help="limit to this backend (repeatable)")
     p.add_argument("--in-process", action="store_true",
                    help="run every cell in this process (faster start; a native crash in one converter then "
@@ -24,7 +26,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..export.backends.matrix import markdown_matrix, parity_matrix
+    from ..export.matrix import markdown_matrix, parity_matrix
 
     def progress(cell):
         # stderr: stdout stays one document (the table, or the JSON with --json)

@@ -26,20 +26,10 @@ def example_inputs(model, frames: int, batch: int = 1, *, seed: int = 0) -> tupl
     return tuple(spec.example(batch, frames, g, offset_chunks=3 + seed) for spec in model.input_specs())
 
 
-def example_input(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
-    """The first (usually only) example input: [B, T, F], or [B, F] for frame-wise modules."""
-    return example_inputs(model, frames, batch, seed=seed)[0]
-
-
 def example_sequences(model, frames: int, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Deterministic whole sequences, what ``forward`` takes: frame-wise inputs gain a frame axis 1."""
     g = torch.Generator().manual_seed(seed)
     return tuple(spec.example(batch, frames, g, sequence=True) for spec in model.input_specs())
-
-
-def example_sequence(model, frames: int, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
-    """The first example sequence, e.g. [B, T, F] (frame-wise modules included)."""
-    return example_sequences(model, frames, batch, seed=seed)[0]
 
 
 def input_ports(model, *, chunk_frames: int, static: bool) -> list[TensorPort]:

@@ -35,6 +35,9 @@ from ..spec import BATCH_DIM, SIDE_ROLES, TIME_DIM, check_port_name, state_port_
 class StateDecl:
     """One state tensor: its name, shape (``"batch"`` marks the batch axis), initial fill value.
 
+    Torch side: what a module declares. Its card-side twin, written by the export, is
+    :class:`stateport.spec.StatePort` (``name`` becomes the ports ``name_in``/``name_out``).
+
     ``reset_on_end_of_speech`` tells clients whether to clear it when the VAD says an
     utterance ended (recurrent memory: yes; e.g. a running normaliser: maybe not).
     ``batch_uniform``, ``valid_length_state`` and ``grow_axis`` go to the card as they are (see
@@ -69,6 +72,9 @@ class StateDecl:
 @dataclass(frozen=True)
 class InputSpec:
     """One plain input of a streaming module: name, shape with symbolic dims, dtype, time axis.
+
+    Torch side (a torch dtype, an ``example`` maker); its card-side twin is
+    :class:`stateport.spec.TensorPort`.
 
     ``shape`` starts with ``"batch"``; the time axis, if any, holds a symbolic name (``"T"`` for
     audio frames, ``"U"`` for tokens, ...) and every other dim is an int. ``value_range``
@@ -179,6 +185,10 @@ def _on_device_of(x: torch.Tensor, state: tuple) -> tuple:
 @dataclass
 class StreamingConfig:
     """Streaming parameters of a model, written into the card.
+
+    Torch side: what a module sets on ``self.streaming``. Its card-side twin is
+    :class:`stateport.spec.StreamingSpec` (plus ``OutputSpec`` for ``output_kind``/``vocabulary``
+    and the card's ``frontend``), built from it by :func:`stateport.export.card_builder.build_card`.
 
     ``frames_per_step`` is the nominal chunk; chunk lengths must be multiples of
     ``frame_multiple``; ``lookahead_frames`` of right context are consumed but not advanced.

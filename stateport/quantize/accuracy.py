@@ -1,7 +1,8 @@
 """The accuracy table: FP32, FP16, dynamic int8, static int8 and QAT int8, measured in one run.
 
 Every row is built from the same fp32 export, proved like any artifact (``quantize_model``), then
-streamed through the client runtime over the *held-out* FSDD speaker of the model's recipe:
+streamed through the client runtime over the caller's held-out set (for the digit recogniser, the
+*held-out* FSDD speaker of the model's recipe: ``stateport.train.quantize_data``):
 streaming WER, file size, 1-thread real-time factor (whole client loop, and the model alone) and
 the mean step time, with the fp32 baseline measured in the same run on the same machine.
 """
@@ -47,7 +48,8 @@ class AccuracyTable:
 def export_fp32(checkpoint: str, out_path: str) -> tuple[str, str | None]:
     """Export the checkpoint's architecture with its weights (parity-proved) to ``out_path``.
 
-    Returns the path and, when the export's own parity proof failed, why (the table goes on).
+    Returns the path and, when the export's own parity proof failed, why (the table goes on with the
+    failed file the export kept beside ``out_path``, and says so).
     """
     import torch
 
@@ -62,18 +64,25 @@ def export_fp32(checkpoint: str, out_path: str) -> tuple[str, str | None]:
     try:
         export_model(out_path, arch=arch, checkpoint=checkpoint)
     except ParityError as e:
-        # The file and its (failed) certificate are written; the table still measures it, and says so.
-        return out_path, f"fp32 export parity failed ({e.message}); max |diff| {e.report.max_abs_diff:.3g}"
+        return e.evidence, f"fp32 export parity failed ({e.message}); max |diff| {e.report.max_abs_diff:.3g}"
     return out_path, None
 
 
-def accuracy_table(model: str | None, out_dir: str, *, checkpoint: str | None = None, utterances: int = 60,
+def accuracy_table(model: str | None, out_dir: str, *, data, checkpoint: str | None = None, calib=None, qat=None,
                    qat_recipe: str = "qat-int8", recipes: tuple = TABLE_RECIPES, log=print) -> AccuracyTable:
-    """Quantize ``model`` (an fp32 export; exported from ``checkpoint`` when None) with every recipe, then measure."""
-    from .api import quantize_model
-    from .calibration import held_out_speaker
-    from .evaluate import evaluate_model, held_out_set
+    """Quantize ``model`` (an fp32 export; exported from ``checkpoint`` when None) with every recipe, then
+    measure each on ``data`` (a :class:`~stateport.quantize.evaluate.HeldOutSet`).
 
+    ``calib`` / ``qat``: the calibration data and QAT training step (:func:`quantize_model`); a
+    recipe whose input is missing gets a note instead of a row. Every model of the table is
+    written into ``out_dir`` (``benchmarks/drift.py --table-dir`` reads it), with
+    ``accuracy_table.json`` and ``.txt``.
+    """
+    from ..atomic import atomic_copy, atomic_write_text, check_output_path
+    from .api import quantize_model
+    from .evaluate import evaluate_model
+
+    check_output_path(out_dir, directory=True, replaceable=lambda _: True)  # a folder to write into
     os.makedirs(out_dir, exist_ok=True)
     export_note = None
     if model is None:
@@ -85,40 +94,42 @@ def accuracy_table(model: str | None, out_dir: str, *, checkpoint: str | None = 
         log(f"exported {model}" + (f" ({problem})" if problem else ""))
         export_note = problem
     else:
-        # Every model of the table in one folder (benchmarks/drift.py --table-dir reads it).
-        import shutil
-
         copy = os.path.join(out_dir, "fp32.onnx")
         if os.path.abspath(copy) != os.path.abspath(model):
-            shutil.copyfile(model, copy)
+            atomic_copy(model, copy)
         model = copy
-    speaker = held_out_speaker(checkpoint)
-    data = held_out_set(speaker, utterances=utterances)
-    table = AccuracyTable(speaker, utterances, round(data.seconds, 1))
+    table = AccuracyTable(data.speaker, len(data.waveforms), round(data.seconds, 1))
     if export_note:
         table.notes.append(export_note)
-    if checkpoint is None:
-        table.notes.append("no --checkpoint: the held-out speaker is the default recipe's; QAT fine-tunes the "
-                           "weights the card can rebuild")
     fp32_size = os.path.getsize(model)
     row = {"model": "fp32", "recipe": None, "bytes": fp32_size, "size_ratio": 1.0, "proof_passed": True,
            "argmax_agreement_vs_fp32": 1.0}
     row.update(evaluate_model(model, data))
     table.rows.append(row)
     log(f"fp32: WER {100 * row['wer']:.2f} %")
+    from .recipes import QatInt8Config, StaticInt8Config, get_recipe
+
     for name in (*recipes, qat_recipe):
+        cfg = get_recipe(name)
+        if isinstance(cfg, StaticInt8Config) and calib is None:
+            table.notes.append(f"{name}: not measured (no calibration data given)")
+            continue
+        if isinstance(cfg, QatInt8Config) and qat is None:
+            table.notes.append(f"{name}: not measured (no QAT training step given)")
+            continue
         path = os.path.join(out_dir, f"{name}.onnx")
         passed, report = True, None
         try:
-            result = quantize_model(model, path, recipe=name, checkpoint=checkpoint, log=lambda *_: None)
+            result = quantize_model(model, path, recipe=cfg, calib=calib, qat=qat, checkpoint=checkpoint,
+                                    log=lambda *_: None)
             card = result.card
         except ParityError as e:
             from ..runtime.model_file import read_card
 
-            passed, report = False, e.report
+            passed, report, path = False, e.report, e.evidence  # the failed artifact, kept beside the path
             card = read_card(path)
         q = card.provenance.quantization or {}
-        row = {"model": name, "recipe": name, "bytes": os.path.getsize(path),
+        row = {"model": name, "recipe": name, "path": path, "bytes": os.path.getsize(path),
                "size_ratio": os.path.getsize(path) / fp32_size, "proof_passed": passed,
                "proof": q.get("proofs"), "argmax_agreement_vs_fp32": (q.get("float_deviation") or {}).get(
                    "argmax_agreement")}
@@ -127,8 +138,6 @@ def accuracy_table(model: str | None, out_dir: str, *, checkpoint: str | None = 
         row.update(evaluate_model(path, data))
         table.rows.append(row)
         log(f"{name}: WER {100 * row['wer']:.2f} %, {row['bytes']} bytes, proof {'pass' if passed else 'FAIL'}")
-    with open(os.path.join(out_dir, "accuracy_table.json"), "w") as f:
-        json.dump(table.to_dict(), f, indent=2, default=str)
-    with open(os.path.join(out_dir, "accuracy_table.txt"), "w") as f:
-        f.write(table.to_text() + "\n")
+    atomic_write_text(os.path.join(out_dir, "accuracy_table.json"), json.dumps(table.to_dict(), indent=2, default=str))
+    atomic_write_text(os.path.join(out_dir, "accuracy_table.txt"), table.to_text() + "\n")
     return table

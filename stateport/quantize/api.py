@@ -1,9 +1,11 @@
 """``stateport quantize``: fp32 stateport ONNX -> reduced-precision artifact, card and proofs.
 
-Every artifact carries its recipe in ``card.provenance.quantization`` (+ ``precision``), its
-certificate at the ONNX Runtime level the client must use (``certificate.ort_graph_optimization``,
-also ``quantization.ort_graph_optimization``), the float-vs-quantized deviation, and the file
-sizes. A failed proof still writes the card (``passed: false``) and then raises ParityError.
+Every artifact carries its recipe in ``card.provenance.quantization`` (+ ``precision``), what it was
+calibrated or fine-tuned on, its certificate at the ONNX Runtime level the client must use
+(``certificate.ort_graph_optimization``, also ``quantization.ort_graph_optimization``), the
+float-vs-quantized deviation on real speech, and the file sizes. The artifact is written to a
+temporary beside ``out``, proved there and only then moved into place; a failed proof keeps it as
+``OUT.failed.onnx`` (its card says FAILED) and raises ParityError.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import datetime as _dt
 import os
 from dataclasses import dataclass
 
-from ..errors import InvalidInputError, ParityError, UnsupportedError
+from ..atomic import atomic_output, check_output_path, failed_path
+from ..errors import InvalidInputError, UnsupportedError
 from ..spec import ModelCard
+from ..verify import check_proof_options, parity_error, prove_self
 from .onnx_graph import file_size_bytes, op_histogram, output_quantization_step, weight_bytes_by_dtype
-from .proof import float_deviation, level_loads, prove_against_torch, prove_self
-from .recipes import (DynamicInt8Config, Fp16Config, QatInt8Config, RecipeConfig, StaticInt8Config, get_recipe,
-                      precision_of, recipe_dict)
+from .proof import float_deviation, level_loads, prove_against_torch
+from .recipes import (CalibrationConfig, DynamicInt8Config, Fp16Config, QatInt8Config, RecipeConfig,
+                      StaticInt8Config, get_recipe, precision_of, recipe_dict)
 
 DEFAULT_PROOF_SECONDS = 20.0
 DEVIATION_UTTERANCES = 8
@@ -51,41 +55,44 @@ def _fresh_card(card: ModelCard, cfg: RecipeConfig) -> ModelCard:
     return new
 
 
-def _save(proto, card: ModelCard, path: str) -> None:
-    import onnx
+def _deviation_streams(card: ModelCard, calib) -> tuple[list, dict]:
+    """Real speech to measure fp32 vs the artifact on: the clips the package ships (independent of
+    any calibration), else the calibration data, else none (reported as not measured)."""
+    from .calibration import calibration_streams, shipped_speech
 
-    from ..runtime.model_file import write_card
-
-    write_card(proto, card)
-    onnx.save(proto, path)
-
-
-def _deviation_streams(card: ModelCard, checkpoint, calib) -> tuple[list, dict]:
-    """Real held-out-free feature streams for the float deviation: training speakers, other seed."""
-    from .calibration import calibration_streams, default_training_speakers
-    from .recipes import CalibrationConfig
-
-    speakers, _ = default_training_speakers(checkpoint)
-    cfg = CalibrationConfig(utterances=DEVIATION_UTTERANCES, utterances_per_stream=DEVIATION_UTTERANCES,
-                            augment=False, seed=777)
-    return calibration_streams(card, cfg, source=calib, speakers=speakers)
+    cfg = CalibrationConfig(utterances=DEVIATION_UTTERANCES, utterances_per_stream=DEVIATION_UTTERANCES)
+    shipped = shipped_speech()
+    if card.frontend and shipped is not None:
+        streams, info = calibration_streams(card, shipped, cfg)
+        return streams, {**info, "what": "the speech clips shipped in stateport/assets (FSDD, CC BY-SA 4.0)"}
+    if calib is not None:
+        streams, info = calibration_streams(card, calib, cfg)
+        return streams, {**info, "what": "the calibration data"}
+    return [], {}
 
 
 def quantize_model(model: str | os.PathLike, out: str | os.PathLike, *, recipe: str | RecipeConfig = "static-int8",
-                   calib: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-                   seconds: float = DEFAULT_PROOF_SECONDS, ort_optimization: str | None = None,
-                   log=print) -> QuantizeResult:
+                   calib=None, qat=None, reference=None, module: str | None = None,
+                   checkpoint: str | os.PathLike | None = None, seconds: float = DEFAULT_PROOF_SECONDS,
+                   ort_optimization: str | None = None, log=print) -> QuantizeResult:
     """``stateport quantize``: the same argument names as the CLI.
 
-    model: an fp32 stateport ONNX file. checkpoint: the float weights it was exported from (QAT
-    fine-tunes them; calibration excludes its recipe's test speaker). calib: a folder of FSDD-style
-    recordings, other ``.wav`` files, or ``.npy`` features (default: FSDD, training speakers).
-    Under torchrun, QAT trains on every rank and only rank 0 writes (others return ``path=None``).
+    model: an fp32 stateport ONNX file. calib: calibration data for ``static-int8`` (a folder of
+    recordings or ``.npy`` features, an iterable of waveforms / ``(waveform, rate)`` pairs /
+    features, or a :class:`~stateport.quantize.calibration.CalibrationSet`; see
+    :mod:`.calibration`). qat: the training step for ``qat-int8`` (an object with
+    ``loss(model, step)``, or such a callable; see :mod:`.qat`). reference: the float torch model
+    QAT fine-tunes (default: rebuilt from the card, with ``module`` / ``checkpoint`` when it was
+    exported from them). Under torchrun, QAT trains on every rank and only rank 0 writes (the
+    others return ``path=None``).
     """
-    from ..export.onnx_export import update_card
     from ..runtime.model_file import read_card
 
     model, out = os.fspath(model), os.fspath(out)
+    check_proof_options(seconds, None)
+    check_output_path(out)  # before any work: a missing or read-only folder, or a folder at the path
+    if os.path.abspath(out) == os.path.abspath(model):
+        raise InvalidInputError(f"-o {out!r} is the fp32 model itself: write the quantized model elsewhere")
     cfg = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if ort_optimization is not None:
         cfg = get_recipe(cfg.name, ort_optimization=ort_optimization) if isinstance(recipe, str) \
@@ -100,20 +107,17 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, *, recipe: 
     from ..export.sources import sha256_file
 
     quant["source_sha256"] = sha256_file(model)
-    reports, torch_reference = {}, None
+    torch_reference = None
 
     if isinstance(cfg, DynamicInt8Config):
         from .ptq import quantize_dynamic_int8
 
         proto, info = quantize_dynamic_int8(model, card, cfg)
     elif isinstance(cfg, StaticInt8Config):
-        from .calibration import calibration_streams, default_training_speakers
+        from .calibration import calibration_streams
         from .ptq import quantize_static_int8
 
-        speakers, why = (cfg.calibration.speakers, "given") if cfg.calibration.speakers \
-            else default_training_speakers(checkpoint)
-        streams, calib_info = calibration_streams(card, cfg.calibration, source=calib, speakers=tuple(speakers))
-        calib_info["speakers_from"] = why
+        streams, calib_info = calibration_streams(card, calib, cfg.calibration)
         proto, info = quantize_static_int8(model, card, cfg, streams)
         info["calibration"] = calib_info
     elif isinstance(cfg, Fp16Config):
@@ -121,7 +125,7 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, *, recipe: 
 
         proto, info = convert_fp16(model, card, cfg)
     elif isinstance(cfg, QatInt8Config):
-        proto, info, torch_reference = _run_qat(card, cfg, checkpoint, out, log)
+        proto, info, torch_reference = _run_qat(card, cfg, qat, reference, module, checkpoint, log)
         if proto is None:
             return QuantizeResult(None, None, {}, {}, rank=info["rank"])
     else:
@@ -137,75 +141,68 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, *, recipe: 
     quant["ops"] = op_histogram(proto)
     quant["weight_bytes"] = weight_bytes_by_dtype(proto)
     new_card.provenance.quantization = quant
-    _save(proto, new_card, out)
+    deviation_streams, deviation_info = _deviation_streams(card, calib)
 
-    loads, why = level_loads(out, level)
-    if not loads:
-        raise UnsupportedError(f"ONNX Runtime cannot open the {cfg.name} artifact at optimisation level "
-                               f"{level!r} ({why}); choose another level (--ort-optimization)")
-    reports["stream_vs_offline"] = prove_self(out, new_card, label=cfg.name, level=level, seconds=seconds,
-                                              tolerance=stream_tolerance)
-    if torch_reference is not None:
-        reports["vs_torch_fake_quant"] = prove_against_torch(torch_reference, out, new_card, label=cfg.name,
-                                                             level=level, seconds=seconds,
-                                                             tolerance=cfg.reference_tolerance)
-    streams, _ = _deviation_streams(card, checkpoint, calib)
-    quant["float_deviation"] = float_deviation(model, out, new_card, streams, level=level)
-    sizes = {"fp32_bytes": file_size_bytes(model), "bytes": file_size_bytes(out)}
-    sizes["ratio"] = round(sizes["bytes"] / sizes["fp32_bytes"], 4)
-    quant["size"] = sizes
+    from ..export.backends.onnx_file import save_onnx, write_card
 
-    main = reports.get("vs_torch_fake_quant", reports["stream_vs_offline"])
-    new_card.certificate = main.certificate()
-    quant["proofs"] = {k: {"passed": r.passed, "max_abs_diff": r.max_abs_diff, "tolerance": r.tolerance,
-                           "reference": r.reference, "ort_graph_optimization": r.optimization}
-                       for k, r in reports.items()}
-    update_card(out, new_card)
-    result = QuantizeResult(out, new_card, reports, sizes)
-    failed = [k for k, r in reports.items() if not r.passed]
-    if failed:
-        raise ParityError(f"{cfg.name}: proof(s) {', '.join(failed)} failed for {os.path.basename(out)}",
-                          reports[failed[0]])
-    return result
+    with atomic_output(out) as target:
+        save_onnx(proto, new_card, target.tmp)
+        loads, why = level_loads(target.tmp, level)
+        if not loads:
+            raise UnsupportedError(f"ONNX Runtime cannot open the {cfg.name} artifact at optimisation level "
+                                   f"{level!r} ({why}); choose another level (--ort-optimization)")
+        reports = {"stream_vs_offline": prove_self(target.tmp, new_card, label=cfg.name, level=level,
+                                                   seconds=seconds, tolerance=stream_tolerance)}
+        if torch_reference is not None:
+            reports["vs_torch_fake_quant"] = prove_against_torch(torch_reference, target.tmp, new_card,
+                                                                 label=cfg.name, level=level, seconds=seconds,
+                                                                 tolerance=cfg.reference_tolerance)
+        if deviation_streams:
+            quant["float_deviation"] = {**float_deviation(model, target.tmp, new_card, deviation_streams, level=level),
+                                        "measured_on": deviation_info}
+        else:
+            quant["float_deviation"] = {"note": "not measured: the model takes features and no calibration "
+                                                "features were given"}
+        sizes = {"fp32_bytes": file_size_bytes(model), "bytes": file_size_bytes(target.tmp)}
+        sizes["ratio"] = round(sizes["bytes"] / sizes["fp32_bytes"], 4)
+        quant["size"] = sizes
+        main = reports.get("vs_torch_fake_quant", reports["stream_vs_offline"])
+        new_card.certificate = main.certificate()
+        quant["proofs"] = {k: {"passed": r.passed, "max_abs_diff": r.max_abs_diff, "tolerance": r.tolerance,
+                               "reference": r.reference, "ort_graph_optimization": r.optimization}
+                           for k, r in reports.items()}
+        write_card(target.tmp, new_card)
+        if not all(r.passed for r in reports.values()):
+            raise parity_error(out, reports, evidence=target.keep_as(failed_path(out, ".onnx")))
+        target.commit()
+    return QuantizeResult(out, new_card, reports, sizes)
 
 
-def _run_qat(card: ModelCard, cfg: QatInt8Config, checkpoint, out: str, log):
-    """Fine-tune, export (rank 0); returns (proto, info, frozen torch model) or (None, {"rank": r}, None)."""
-    import onnx
+def _run_qat(card: ModelCard, cfg: QatInt8Config, qat, reference, module, checkpoint, log):
+    """Fine-tune, export in memory (rank 0); returns (proto, info, frozen torch model) or (None, {"rank": r}, None)."""
     import torch
 
     from ..export.sources import rebuild_reference
-    from .calibration import held_out_speaker
-    from .qat import export_qat_onnx, qat_finetune
+    from .qat import as_task, export_qat_onnx, qat_finetune
 
-    if checkpoint is None and card.provenance.checkpoint_sha256:
-        raise InvalidInputError("qat-int8 fine-tunes the float weights: pass --checkpoint (the one this model "
-                                "was exported from)")
-    float_model = rebuild_reference(card, checkpoint=checkpoint)
-    test, dev = held_out_speaker(checkpoint), _dev_speaker(checkpoint)
-    result = qat_finetune(float_model, cfg, test_speaker=test, dev_speaker=dev, log=log)
+    task = as_task(qat)  # typed error before the float model is built
+    if reference is None:
+        if checkpoint is None and card.provenance.checkpoint_sha256:
+            raise InvalidInputError("qat-int8 fine-tunes the float weights: pass --checkpoint (the one this model "
+                                    "was exported from)")
+        reference = rebuild_reference(card, module=module, checkpoint=checkpoint)
+    result = qat_finetune(reference, cfg, task, log=log)
     if result.rank != 0:
         torch.distributed.barrier()
         return None, {"rank": result.rank}, None
     prov = {k: v for k, v in card.provenance.to_dict().items()
             if k in ("architecture", "size", "config", "init_seed", "checkpoint_sha256", "module", "graph")}
-    _, folded = export_qat_onnx(result.model, out, provenance=prov, name=card.name)
+    proto, _, folded = export_qat_onnx(result.model, provenance=prov, name=card.name)
     if result.world_size > 1:
         torch.distributed.barrier()
     info = {"tool": f"torchao {_torchao_version()} fake quantization (eager QAT twins), torch {torch.__version__}",
-            "qat": result.summary(), "folded_weight_quantizers": folded,
-            "test_speaker": test, "dev_speaker": dev}
-    return onnx.load(out), info, result.model
-
-
-def _dev_speaker(checkpoint) -> str | None:
-    if checkpoint is not None:
-        from ..train.trainer import recipe_of
-
-        dev = (recipe_of(os.fspath(checkpoint)).get("speakers") or {}).get("dev")
-        if dev is not None:
-            return dev[0] if dev else None
-    return "next"
+            "qat": result.summary(), "folded_weight_quantizers": folded}
+    return proto, info, result.model
 
 
 def _torchao_version() -> str:

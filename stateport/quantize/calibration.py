@@ -1,4 +1,4 @@
-"""Static calibration over real audio with the real streaming state loop.
+"""Static calibration over the caller's audio (or features) with the real streaming state loop.
 
 Why the state loop: a streaming graph is called with a chunk *and the state the previous chunk
 left*. Calibrating with fresh (zero) state, or with whole utterances in one call, shows the
@@ -7,127 +7,182 @@ feed is one step of a real stream: ``card.streaming.frames_per_step`` frames of 
 (:mod:`stateport.runtime.frontend`) plus the state inputs the fp32 model produced on the step
 before, so every state input and every activation downstream of it sees realistic ranges.
 
-Audio: FSDD recordings of the model's *training* speakers (never its test speaker), composed
-into digit strings with silences by :mod:`stateport.train.data`, at 16 kHz. A directory of other
-``.wav`` files, or ``.npy`` feature arrays ``[T, F]``, can be given instead.
+The data is an input (``calib``), checked where it enters (:func:`calibration_streams`):
+
+- a folder (or one file) of recordings in any format soundfile reads (``.wav``, ``.flac``,
+  ``.ogg``, ...), at any sample rate (resampled to the model's), or of ``.npy`` features ``[T, F]``;
+  other files there (a README, a licence) are skipped and listed;
+- an iterable of items: a waveform (1-D float array at the model's sample rate), a
+  ``(waveform, sample_rate_hz)`` pair, or features ``[T, F]``;
+- a :class:`CalibrationSet`: such items plus what they are, for the card (a provider, e.g.
+  ``stateport.train.quantize_data.fsdd_calibration`` for the digit recogniser, says so there).
+
+An unreadable file and less than one second in all are typed errors; the card records what the
+calibration really was (kind, source, items, seconds, rates), never more.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import CalibrationError, StateportError
 from ..spec import ModelCard
 from .recipes import CalibrationConfig
 
-
-def default_training_speakers(checkpoint: str | os.PathLike | None = None) -> tuple[tuple, str]:
-    """(speakers, where that came from): the checkpoint recipe's training speakers, else the default recipe's."""
-    from ..train.fsdd import leave_one_speaker_out
-
-    if checkpoint is not None:
-        from ..train.trainer import recipe_of
-
-        speakers = (recipe_of(os.fspath(checkpoint)).get("speakers") or {}).get("train")
-        if speakers:
-            return tuple(speakers), f"training speakers of checkpoint {os.path.basename(os.fspath(checkpoint))}"
-    from ..train.trainer import TrainConfig
-
-    d = TrainConfig()
-    split = leave_one_speaker_out(d.test_speaker, dev_speaker=d.dev_speaker)
-    return split.train, f"training speakers of the default recipe (test speaker {d.test_speaker} excluded)"
+MIN_CALIBRATION_SECONDS = 1.0
+FEATURE_SUFFIX = ".npy"
 
 
-def held_out_speaker(checkpoint: str | os.PathLike | None = None) -> str:
-    """The test speaker of the model's recipe (the checkpoint's, else the default recipe's)."""
-    if checkpoint is not None:
-        from ..train.trainer import recipe_of
+@dataclass
+class CalibrationSet:
+    """Calibration items (see the module docstring) and ``description``: what they are, for the card."""
 
-        test = (recipe_of(os.fspath(checkpoint)).get("speakers") or {}).get("test")
-        if test:
-            return test[0]
-    from ..train.trainer import TrainConfig
-
-    return TrainConfig().test_speaker
+    items: Iterable
+    description: dict = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=8)
-def _fsdd_clips(speakers: tuple, folder: str | None) -> tuple:
-    """FSDD clips of ``speakers`` (cached: decoding and resampling 1500 files takes seconds)."""
-    from ..train.fsdd import load_fsdd
-
-    return tuple(load_fsdd(speakers=list(speakers) or None, data_dir=folder))
-
-
-def _is_fsdd_dir(folder: Path) -> bool:
-    import re
-
-    pat = re.compile(r"^\d_[a-z]+_\d+\.wav$")
-    return any(pat.match(p.name) for p in folder.glob("*.wav"))
-
-
-def calibration_waveforms(cfg: CalibrationConfig, *, source: str | os.PathLike | None = None,
-                          speakers: tuple = ()) -> tuple[list[np.ndarray], dict]:
-    """Composed utterances float32 [N] at 16 kHz, grouped later into streams; plus a description.
-
-    ``source``: None (the FSDD folder stateport.train finds), an FSDD-style folder, or a folder of
-    any ``.wav`` files (each resampled to 16 kHz, separated by 300 ms of silence).
-    """
-    from ..train.augment import NO_AUGMENTATION, AugmentConfig
-    from ..train.clips import TRAIN_SAMPLE_RATE_HZ, resample
-    from ..train.data import ClipSource, make_utterance
-
-    folder = Path(source) if source is not None else None
-    if folder is not None and not folder.is_dir():
-        raise InvalidInputError(f"--calib {source!r}: expected a folder of .wav files or .npy features")
-    rng = np.random.default_rng(cfg.seed)
-    if folder is None or _is_fsdd_dir(folder) or (folder / "recordings").is_dir():
-        clips = _fsdd_clips(tuple(sorted(speakers)), None if folder is None else os.fspath(folder))
-        src = ClipSource("calibration", clips)
-        augment = AugmentConfig() if cfg.augment else NO_AUGMENTATION
-        waves = [make_utterance(rng, [src], augment=augment)[0] for _ in range(cfg.utterances)]
-        return waves, {"source": "fsdd", "speakers": sorted({c.speaker for c in clips}),
-                       "utterances": len(waves), "augment": cfg.augment}
+def audio_suffixes() -> set:
+    """File suffixes soundfile (libsndfile) reads here, e.g. ``{".wav", ".flac", ".ogg", ...}``."""
     import soundfile as sf
 
-    files = sorted(folder.glob("*.wav"))
-    if not files:
-        raise InvalidInputError(f"--calib {source!r}: no .wav files (and no .npy features) there")
-    waves = []
-    gap = np.zeros(int(0.3 * TRAIN_SAMPLE_RATE_HZ), np.float32)
-    for path in files[: cfg.utterances]:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        w = resample(data.mean(axis=1), rate, TRAIN_SAMPLE_RATE_HZ)
-        waves.append(np.concatenate([gap, w, gap]))
-    return waves, {"source": os.fspath(folder), "files": len(waves)}
+    found = {f".{name.lower()}" for name in sf.available_formats()}
+    return found | ({".aif"} if ".aiff" in found else set())
 
 
-def calibration_streams(card: ModelCard, cfg: CalibrationConfig, *, source: str | os.PathLike | None = None,
-                        speakers: tuple = ()) -> tuple[list[np.ndarray], dict]:
-    """Feature streams ``[T, F]`` (each ``utterances_per_stream`` utterances long) and a description."""
+def _folder_items(source) -> tuple[list, dict]:
+    """(label, path) items of a calibration folder or file, and what was found there."""
+    path = Path(source)
+    if not path.exists():
+        raise CalibrationError(f"--calib {os.fspath(source)!r} does not exist: expected a folder of recordings "
+                               "(.wav, .flac, ...) or of .npy features [T, F]")
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    known = audio_suffixes()
+    audio = [p for p in files if p.suffix.lower() in known]
+    feats = [p for p in files if p.suffix.lower() == FEATURE_SUFFIX]
+    ignored = [p.name for p in files if p not in audio and p not in feats]
+    if audio and feats:
+        raise CalibrationError(f"--calib {os.fspath(source)!r} mixes recordings ({len(audio)}) and .npy features "
+                               f"({len(feats)}): give one kind")
+    if not audio and not feats:
+        raise CalibrationError(f"--calib {os.fspath(source)!r}: no recordings ({', '.join(sorted(known)[:6])}, ...) "
+                               "and no .npy features there")
+    info = {"source": os.fspath(source), "files_found": len(audio or feats)}
+    if ignored:
+        info["ignored_files"] = ignored[:20] + ([f"... {len(ignored) - 20} more"] if len(ignored) > 20 else [])
+    return [(p.name, p) for p in (audio or feats)], info
+
+
+def _load_item(label: str, item, card: ModelCard, feature_dim):
+    """One item as ``("audio", waveform at the model's rate, its original rate)`` or ``("features", [T, F], None)``."""
+    from ..runtime.audio import prepare_samples, read_audio_file
+    from ..runtime.resample import resample
+
+    rate = card.streaming.sample_rate_hz
+    try:
+        if isinstance(item, (str, os.PathLike)):
+            path = Path(item)
+            if path.suffix.lower() == FEATURE_SUFFIX:
+                try:
+                    item = np.load(path, allow_pickle=False)
+                except (OSError, ValueError, EOFError) as e:
+                    raise CalibrationError(f"cannot read features: {type(e).__name__}: {e}") from None
+            else:
+                try:
+                    samples, file_rate = read_audio_file(path)
+                except OSError as e:  # e.g. permission denied: soundfile lets it through
+                    raise CalibrationError(f"cannot read audio file: {e.strerror or e}") from None
+                wave = prepare_samples(samples)
+                return "audio", (resample(wave, file_rate, rate) if file_rate != rate else wave), file_rate
+        if isinstance(item, tuple) and len(item) == 2:
+            from ..runtime.audio import check_sample_rate
+
+            wave, file_rate = prepare_samples(item[0]), check_sample_rate(item[1])
+            return "audio", (resample(wave, file_rate, rate) if file_rate != rate else wave), file_rate
+        if not isinstance(item, np.ndarray):
+            raise CalibrationError(f"expected a waveform array, a (waveform, sample_rate_hz) pair, features [T, F] "
+                                   f"or a file path; got {type(item).__name__}")
+        if item.ndim == 2 and feature_dim is not None and item.shape[1] == feature_dim:
+            feats = np.asarray(item, dtype=np.float32)
+            if not np.all(np.isfinite(feats)):
+                raise CalibrationError("features contain NaN or Inf")
+            return "features", feats, None
+        if item.ndim == 2:
+            raise CalibrationError(f"features must be [T, {feature_dim}] for this model; got shape {item.shape} "
+                                   "(a waveform is a 1-D array)")
+        return "audio", prepare_samples(item), rate
+    except CalibrationError as e:
+        raise CalibrationError(f"calibration item {label}: {e.message}") from None
+    except StateportError as e:
+        raise CalibrationError(f"calibration item {label}: {e.message}") from None
+
+
+def calibration_streams(card: ModelCard, calib, cfg: CalibrationConfig = CalibrationConfig()
+                        ) -> tuple[list[np.ndarray], dict]:
+    """Feature streams ``[T, F]`` of ``calib`` for the model of ``card``, and what they were (for the card).
+
+    At most ``cfg.utterances`` items are used, ``cfg.utterances_per_stream`` of them per stream
+    (recordings joined end to end, then featurised with the runtime frontend; features joined).
+    """
     from ..runtime.frontend import FrontendConfig, compute_features
 
-    folder = Path(source) if source is not None else None
-    if folder is not None and (folder.suffix == ".npy" or (folder.is_dir() and any(folder.glob("*.npy")))):
-        files = [folder] if folder.suffix == ".npy" else sorted(folder.glob("*.npy"))
-        streams = [np.asarray(np.load(f), dtype=np.float32) for f in files]
-        for f, s in zip(files, streams):
-            if s.ndim != 2:
-                raise InvalidInputError(f"--calib {f}: features must be [T, F], got shape {s.shape}")
-        return streams, {"source": os.fspath(folder), "feature_files": len(files)}
-    if not card.frontend:
-        raise InvalidInputError("this model has no frontend in its card: give --calib a folder of .npy features")
-    fe = FrontendConfig.from_dict(card.frontend)
-    waves, info = calibration_waveforms(cfg, source=source, speakers=speakers)
+    if calib is None:
+        raise CalibrationError("no calibration data: give a folder of recordings (or .npy features), or an "
+                               "iterable of waveforms / (waveform, rate) pairs / features")
+    info: dict = {}
+    if isinstance(calib, (str, os.PathLike)):
+        items, info = _folder_items(calib)
+    elif isinstance(calib, CalibrationSet):
+        items = [(f"#{i}", x) for i, x in enumerate(calib.items)]
+        info = {"source": "caller's items", "provider": dict(calib.description)}
+    elif isinstance(calib, (bytes, np.ndarray, dict)) or not isinstance(calib, Iterable):
+        raise CalibrationError(f"calib: expected a folder, a CalibrationSet or an iterable of items; got "
+                               f"{type(calib).__name__} (one waveform: pass [waveform])")
+    else:
+        items = [(f"#{i}", x) for i, x in enumerate(calib)]
+        info = {"source": "caller's items"}
+    feature_dim = card.inputs[0].shape[-1] if isinstance(card.inputs[0].shape[-1], int) else None
+    loaded = [(label, *_load_item(label, x, card, feature_dim)) for label, x in items[: cfg.utterances]]
+    if not loaded:
+        raise CalibrationError("calibration data is empty")
+    kinds = {kind for _, kind, _, _ in loaded}
+    if len(kinds) > 1:
+        raise CalibrationError("calibration items mix waveforms and features: give one kind")
+    kind = kinds.pop()
+    s = card.streaming
     per = cfg.utterances_per_stream
-    streams = [compute_features(np.concatenate(waves[i:i + per]), fe) for i in range(0, len(waves), per)]
-    info.update(streams=len(streams), seconds=round(sum(len(w) for w in waves) / fe.sample_rate_hz, 1))
+    if kind == "audio":
+        if not card.frontend:
+            raise CalibrationError("this model's card declares no frontend (it takes features): calibrate with "
+                                   "features [T, F] (.npy files or arrays)")
+        fe = FrontendConfig.from_dict(card.frontend)
+        waves = [w for _, _, w, _ in loaded]
+        seconds = sum(len(w) for w in waves) / s.sample_rate_hz
+        streams = [compute_features(np.concatenate(waves[i:i + per]), fe) for i in range(0, len(waves), per)]
+        info["sample_rates_hz"] = sorted({r for _, _, _, r in loaded})
+        info["resampled_to_hz"] = s.sample_rate_hz
+    else:
+        feats = [f for _, _, f, _ in loaded]
+        seconds = sum(len(f) for f in feats) * s.frame_hop_samples / s.sample_rate_hz
+        streams = [np.concatenate(feats[i:i + per]) for i in range(0, len(feats), per)]
+    if seconds < MIN_CALIBRATION_SECONDS:
+        raise CalibrationError(f"calibration {kind} is {seconds:.2f} s long ({len(loaded)} item(s)); at least "
+                               f"{MIN_CALIBRATION_SECONDS:g} s is needed to calibrate the state loop")
+    info.update(kind=kind, items=len(loaded), items_available=len(items), seconds=round(seconds, 2),
+                streams=len(streams))
     return streams, info
+
+
+def shipped_speech() -> str | None:
+    """The folder of real speech clips this package ships (FSDD, CC BY-SA 4.0; see its ATTRIBUTION.md), if present."""
+    from ..assets import builtin_dir
+
+    folder = builtin_dir() / "clips"
+    return os.fspath(folder) if folder.is_dir() else None
 
 
 @dataclass

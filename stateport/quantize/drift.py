@@ -2,8 +2,9 @@
 
 A streaming model's error can accumulate in its state: after 30 minutes a quantized LSTM's
 ``h``/``c`` may sit far from where the fp32 model's are, even if each single step is close. This
-soak streams >= 30 minutes of real FSDD speech and silence through the fp32 model and each
-reduced-precision model side by side, in lock step, in two modes:
+soak streams >= 30 minutes of real speech and silence (the caller's :class:`SoakAudio`; the
+digit recogniser's is ``stateport.train.quantize_data.fsdd_soak_audio``) through the fp32 model
+and each reduced-precision model side by side, in lock step, in two modes:
 
 - ``no-reset``: one state carried through the whole session;
 - ``reset``: at every end of speech found by a VAD (an energy VAD by default, Silero optional)
@@ -46,7 +47,11 @@ class EnergyVadConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """The soak: how much audio, how it is cut into windows, and how resets are found."""
+    """The soak: how much audio, how it is cut into windows, and how resets are found.
+
+    ``minutes``, ``speakers``, ``gap_s_range``, ``noise_dbfs`` and ``seed`` say how a provider
+    composes the soak audio; the soak itself reads the windows and the VAD settings.
+    """
 
     minutes: float = 30.0
     divergence_window_s: float = 10.0
@@ -67,33 +72,12 @@ class DriftConfig:
 
 @dataclass
 class SoakAudio:
-    """waveform float32 [N] at 16 kHz; utterances: (start_sample, end_sample, token ids)."""
+    """waveform float32 [N] at ``sample_rate_hz``; utterances: (start_sample, end_sample, reference token ids)."""
 
     waveform: np.ndarray
     utterances: list
     sample_rate_hz: int = 16000
-
-
-def soak_audio(cfg: DriftConfig, speakers: tuple) -> SoakAudio:
-    """Real FSDD digit strings (clean, each with its own silences) separated by random gaps, plus a noise floor."""
-    from ..train.augment import NO_AUGMENTATION
-    from ..train.data import ClipSource, make_utterance
-    from ..train.fsdd import load_fsdd
-
-    rng = np.random.default_rng(cfg.seed)
-    src = ClipSource("soak", load_fsdd(speakers=list(speakers)))
-    rate, total = 16000, int(cfg.minutes * 60 * 16000)
-    pieces, utts, pos = [], [], 0
-    while pos < total:
-        gap = np.zeros(int(rng.uniform(*cfg.gap_s_range) * rate), np.float32)
-        w, comp = make_utterance(rng, [src], augment=NO_AUGMENTATION)
-        pieces += [gap, w]
-        start = pos + len(gap)
-        utts.append((start, start + len(w), tuple(int(t) for t in comp.token_ids)))
-        pos = start + len(w)
-    wave = np.concatenate(pieces)
-    wave += (10 ** (cfg.noise_dbfs / 20) * rng.standard_normal(len(wave))).astype(np.float32)
-    return SoakAudio(wave, utts, rate)
+    description: dict = field(default_factory=dict)  # what the audio is (recorded in drift.json)
 
 
 def energy_speech_mask(wave: np.ndarray, rate: int, cfg: EnergyVadConfig) -> np.ndarray:
@@ -193,7 +177,7 @@ def _ctc_tokens(ids: np.ndarray, blank: int) -> list[tuple[int, int]]:
 def _window_wer(tokens: list, audio: SoakAudio, hop: int, window_s: float, tail_s: float = 1.0) -> list:
     """WER per window of utterances (by start time); a hypothesis token belongs to the utterance whose
     span (plus ``tail_s``, the model's emission delay) holds its frame."""
-    from ..train.metrics import edit_distance
+    from ..metrics import edit_distance
 
     rate = audio.sample_rate_hz
     frames = np.array([t for t, _ in tokens], dtype=np.int64) * hop
@@ -209,25 +193,26 @@ def _window_wer(tokens: list, audio: SoakAudio, hop: int, window_s: float, tail_
             for w, (e, n) in sorted(per_window.items())]
 
 
-def drift_soak(models: dict, out_dir: str, *, cfg: DriftConfig = DriftConfig(), speakers: tuple = (),
-               checkpoint: str | None = None, log=print) -> dict:
-    """Run the soak. ``models``: name -> ONNX path, one of them named ``fp32`` (the reference).
+def drift_soak(models: dict, out_dir: str, *, audio: SoakAudio, cfg: DriftConfig = DriftConfig(), log=print) -> dict:
+    """Run the soak over ``audio``. ``models``: name -> ONNX path, one of them named ``fp32`` (the reference).
 
-    Writes ``drift.json`` and ``drift.png`` into ``out_dir``; returns the JSON document.
+    Writes ``drift.json`` and ``drift.png`` into ``out_dir`` (created if missing; each file
+    atomically); returns the JSON document.
     """
+    from ..atomic import atomic_write_text, check_output_path
     from ..runtime.frontend import FrontendConfig, compute_features
     from ..runtime.model_file import read_card
     from ..runtime.session import OnnxStepSession
-    from .calibration import held_out_speaker
     from .evaluate import certified_level
 
     if "fp32" not in models:
         raise InvalidInputError("drift soak: one model must be named 'fp32' (the reference)")
+    check_output_path(out_dir, directory=True, replaceable=lambda _: True)  # a folder to write into
     card = read_card(models["fp32"])
-    speakers = tuple(speakers or cfg.speakers) or (held_out_speaker(checkpoint),)
-    audio = soak_audio(cfg, speakers)
     rate, hop = audio.sample_rate_hz, card.streaming.frame_hop_samples
-    log(f"soak audio: {len(audio.waveform) / rate / 60:.1f} min, {len(audio.utterances)} utterances ({speakers})")
+    if rate != card.streaming.sample_rate_hz:
+        raise InvalidInputError(f"drift soak: the audio is at {rate} Hz, the model takes {card.streaming.sample_rate_hz} Hz")
+    log(f"soak audio: {len(audio.waveform) / rate / 60:.1f} min, {len(audio.utterances)} utterances")
     feats = compute_features(audio.waveform, FrontendConfig.from_dict(card.frontend))
     mask = energy_speech_mask(audio.waveform, rate, cfg.energy_vad) if cfg.vad == "energy" \
         else silero_speech_mask(audio.waveform, rate, cfg.energy_vad.frame_ms)
@@ -237,7 +222,7 @@ def drift_soak(models: dict, out_dir: str, *, cfg: DriftConfig = DriftConfig(), 
     reset_steps = sorted({-(-(e // hop) // n) for e in ends})
     sessions = {k: OnnxStepSession(p, threads=1, optimization=certified_level(p)) for k, p in models.items()}
     steps_per_window = max(1, int(round(cfg.divergence_window_s * rate / hop / n)))
-    doc = {"config": asdict(cfg), "speakers": list(speakers), "audio_seconds": round(len(audio.waveform) / rate, 1),
+    doc = {"config": asdict(cfg), "audio": dict(audio.description), "audio_seconds": round(len(audio.waveform) / rate, 1),
            "utterances": len(audio.utterances), "resets": len(reset_steps), "models": dict(models),
            "step_seconds": n * hop / rate, "modes": {}}
     # With reset, a state never holds more than one reset interval of audio; without, the whole session.
@@ -277,8 +262,7 @@ def drift_soak(models: dict, out_dir: str, *, cfg: DriftConfig = DriftConfig(), 
             for s in doc["modes"]["reset"][k]["divergence"]}
         for k in models if k != "fp32"}
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "drift.json"), "w") as f:
-        json.dump(doc, f, indent=1)
+    atomic_write_text(os.path.join(out_dir, "drift.json"), json.dumps(doc, indent=1))
     doc["plot"] = plot_drift(doc, os.path.join(out_dir, "drift.png"))
     return doc
 
@@ -317,6 +301,10 @@ def plot_drift(doc: dict, path: str) -> str | None:
     fig.suptitle(f"drift soak: {doc['audio_seconds'] / 60:.1f} min, {doc['resets']} resets "
                  f"(longest interval {doc['max_reset_interval_s']} s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from ..atomic import atomic_output
+
+    with atomic_output(path) as target:
+        fig.savefig(target.tmp, dpi=110, format="png")
+        target.commit()
     plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""Streaming WER and 1-thread real-time factor of a stateport model on held-out real speech.
+"""Streaming WER and 1-thread real-time factor of a stateport model on the caller's held-out speech.
 
 The audio goes through the client runtime exactly as on a device: a Recognizer stream (ring buffer ->
 streaming features -> session step with the state loop -> CTC decoder, flushed at the end), one
@@ -18,7 +18,11 @@ from ..runtime.session import OnnxStepSession
 
 @dataclass(frozen=True)
 class HeldOutSet:
-    """Composed digit strings of one held-out speaker: waveforms float32 [N] at 16 kHz + token ids."""
+    """An evaluation set: waveforms float32 [N] at ``sample_rate_hz`` and their reference token ids.
+
+    ``speaker``: who speaks it (the table's header); the digit recogniser's set comes from
+    ``stateport.train.quantize_data.held_out_set``.
+    """
 
     speaker: str
     waveforms: tuple
@@ -28,23 +32,6 @@ class HeldOutSet:
     @property
     def seconds(self) -> float:
         return sum(len(w) for w in self.waveforms) / self.sample_rate_hz
-
-
-def held_out_set(speaker: str, *, utterances: int = 60, seed: int = 2024,
-                 num_digits_range: tuple = (1, 8)) -> HeldOutSet:
-    """``utterances`` clean digit strings (no augmentation) from every recording of ``speaker``."""
-    from ..train.augment import NO_AUGMENTATION
-    from ..train.data import ClipSource, make_utterance
-    from ..train.fsdd import load_fsdd
-
-    src = ClipSource(f"fsdd-{speaker}", load_fsdd(speakers=[speaker]))
-    rng = np.random.default_rng(seed)
-    waves, refs = [], []
-    for _ in range(utterances):
-        w, comp = make_utterance(rng, [src], num_digits_range=num_digits_range, augment=NO_AUGMENTATION)
-        waves.append(w)
-        refs.append(tuple(int(t) for t in comp.token_ids))
-    return HeldOutSet(speaker, tuple(waves), tuple(refs))
 
 
 class TimedSession(OnnxStepSession):
@@ -89,7 +76,7 @@ def transcribe(session: OnnxStepSession, waveform: np.ndarray, sample_rate_hz: i
 
 def evaluate_model(path: str, data: HeldOutSet, *, threads: int = 1, optimization: str | None = None) -> dict:
     """WER, 1-thread RTF (whole client loop and model alone) and per-step latency of ``path`` on ``data``."""
-    from ..train.metrics import edit_distance
+    from ..metrics import edit_distance
 
     level = optimization or certified_level(path)
     session = TimedSession(path, threads=threads, optimization=level)

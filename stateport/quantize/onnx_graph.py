@@ -1,9 +1,8 @@
 """Small ONNX graph passes the quantization recipes need (onnx + numpy only).
 
-- :func:`strip_state_defaults` / :func:`restore_state_defaults`: the export gives every state input
-  an initializer (its initial value, which makes the input optional). ONNX Runtime's quantizers
-  take any input that has an initializer for a *constant weight* and would quantize (and replace)
-  it; a state port must stay a port, so the defaults leave before quantization and come back after.
+- the state inputs' defaults leave before every quantization tool and come back after
+  (:mod:`stateport.verify.state_defaults`): ONNX Runtime's quantizers take any input that has an
+  initializer for a *constant weight* and would quantize (and replace) it.
 - :func:`qdq_lstm`: ONNX Runtime's QDQ quantizer has no LSTM handler, which would leave most of
   an LSTM model's weights in float32. This pass stores W and R as int8 (symmetric, one scale per
   gate row) behind DequantizeLinear, and puts a calibrated Q/DQ pair on the LSTM's input X.
@@ -18,32 +17,11 @@ import os
 
 import numpy as np
 
-from ..spec import ModelCard
-
 INT8_MIN, INT8_MAX = -128, 127
 
 
 def file_size_bytes(path: str | os.PathLike) -> int:
     return os.path.getsize(os.fspath(path))
-
-
-def strip_state_defaults(proto, card: ModelCard) -> list:
-    """Remove the state inputs' initializers (in place); returns them for :func:`restore_state_defaults`."""
-    names = {s.name for s in card.states}
-    kept, removed = [], []
-    for init in proto.graph.initializer:
-        (removed if init.name in names else kept).append(init)
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    return removed
-
-
-def restore_state_defaults(proto, removed: list) -> None:
-    """Put the state defaults back (replacing any initializer a pass made under the same name)."""
-    names = {i.name for i in removed}
-    kept = [i for i in proto.graph.initializer if i.name not in names]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept + list(removed))
 
 
 def _initializers(proto) -> dict:

@@ -2,7 +2,7 @@
 
 Three questions, three measurements:
 
-1. *Does the quantized graph stream like it runs offline?* :func:`prove_self` runs prove_parity
+1. *Does the quantized graph stream like it runs offline?* :func:`stateport.verify.prove_self` runs prove_parity
    with the same file as reference (offline) and candidate (streamed, every chunking, batched),
    at the ONNX Runtime level the client uses. Static QDQ and fp16 graphs run fixed arithmetic, so
    this holds to ~1e-4; dynamic int8 re-scales every call, so it holds only to its recipe's bound.
@@ -25,26 +25,9 @@ import numpy as np
 
 from ..spec import ModelCard
 from ..verify import prove_parity
-from ..verify.runners import OnnxRunner
+from ..verify.runners import NamedRunner, OnnxRunner
 
 LEVELS = ("disable", "basic", "extended", "all")
-
-
-class NamedRunner:
-    """A runner under another name (check names say what was compared with what)."""
-
-    def __init__(self, runner, name: str):
-        self._runner = runner
-        self.name = name
-        self.optimization = getattr(runner, "optimization", None)
-        if hasattr(runner, "declared_shapes"):
-            self.declared_shapes = runner.declared_shapes
-
-    def init_state(self, batch: int) -> dict:
-        return self._runner.init_state(batch)
-
-    def run(self, x, state):
-        return self._runner.run(x, state)
 
 
 def level_loads(path: str, level: str, *, timeout_s: float = 120.0) -> tuple[bool, str]:
@@ -66,13 +49,6 @@ def level_loads(path: str, level: str, *, timeout_s: float = 120.0) -> tuple[boo
 
 _ORT_ENUM = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
              "all": "ORT_ENABLE_ALL"}
-
-
-def prove_self(path: str, card: ModelCard, *, label: str, level: str, seconds: float, tolerance: float):
-    """The quantized graph streamed (every chunking, batched) vs the same graph offline."""
-    reference = NamedRunner(OnnxRunner(path, card, optimization=level), label)
-    candidate = NamedRunner(OnnxRunner(path, card, optimization=level), f"onnxruntime[{label}]")
-    return prove_parity(reference, candidate, card, seconds=seconds, tolerance=tolerance, check_reference=False)
 
 
 def prove_against_torch(model, path: str, card: ModelCard, *, label: str, level: str, seconds: float,

@@ -13,7 +13,8 @@ import tempfile
 
 from ..spec import ModelCard
 from .calibration import StateLoopReader
-from .onnx_graph import qdq_lstm, restore_state_defaults, strip_state_defaults
+from ..verify.state_defaults import restore_state_defaults, strip_state_defaults
+from .onnx_graph import qdq_lstm
 from .recipes import DynamicInt8Config, Fp16Config, StaticInt8Config
 
 
@@ -21,7 +22,7 @@ def _stripped_copy(fp32_path: str, card: ModelCard, tmp: str):
     import onnx
 
     proto = onnx.load(fp32_path)
-    removed = strip_state_defaults(proto, card)
+    removed = strip_state_defaults(proto, [s.name for s in card.states])
     path = os.path.join(tmp, "stripped.onnx")
     onnx.save(proto, path)
     return path, removed
@@ -128,7 +129,7 @@ def convert_fp16(fp32_path: str, card: ModelCard, cfg: Fp16Config):
         raise MissingDependencyError("the fp16 recipe needs onnxconverter-common: pip install "
                                      "'stateport[quantize]'") from None
     proto = onnx.load(fp32_path)
-    removed = strip_state_defaults(proto, card)
+    removed = strip_state_defaults(proto, [s.name for s in card.states])
     proto = float16.convert_float_to_float16(proto, keep_io_types=cfg.keep_io_float32,
                                              op_block_list=list(cfg.op_block_list) or None,
                                              node_block_list=float64_nodes(proto) or None,

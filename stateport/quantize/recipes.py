@@ -11,7 +11,11 @@ A recipe says *what* to do to an fp32 stateport model and *how strictly its resu
   audio; fixed scales, so the quantized graph streams exactly like it runs offline.
 - ``fp16``: float16 weights and compute, float32 I/O (clients keep feeding float32 features and
   state; the card's ports stay float32).
-- ``qat-int8``: quantization-aware fine-tuning from the float checkpoint, exported as QDQ.
+- ``qat-int8``: quantization-aware fine-tuning from the float weights with the caller's training
+  step (:class:`stateport.quantize.qat.QatTask`), exported as QDQ.
+
+Recipes say nothing about data: calibration audio and the QAT training step are inputs of
+:func:`stateport.quantize.quantize_model` (``calib=``, ``qat=``).
 
 ``stream_tolerance`` is the bound of "the quantized graph streamed == the same graph offline"
 (logits and states); ``reference_tolerance`` bounds an artifact against its own reference where
@@ -39,23 +43,16 @@ ORT_LEVELS = ("disable", "basic", "extended", "all")
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Real audio for static calibration, streamed through the fp32 model's state loop.
+    """How the caller's calibration items are streamed through the fp32 model's state loop.
 
-    utterances: composed digit strings (FSDD training speakers, silences via stateport.train.data).
-    utterances_per_stream: how many utterances one stream carries its state across before a
-        reset (clients reset at end of speech; a long stream shows the state's long-run range).
-    speakers: FSDD speakers to draw from; empty = the model's training speakers (its checkpoint
-        recipe names them), never its test speaker.
-    augment: apply the training augmentation (gain, noise, speed) so the ranges cover the levels
-        the model was trained for (FSDD speakers differ about 10x in level).
+    utterances: at most this many items (recordings, waveforms or feature arrays) are used.
+    utterances_per_stream: how many items one stream carries its state across before a reset
+        (clients reset at end of speech; a long stream shows the state's long-run range).
     max_steps: cap on calibration feeds (model steps) in total.
     """
 
     utterances: int = 32
     utterances_per_stream: int = 4
-    speakers: tuple = ()
-    augment: bool = True
-    seed: int = 1234
     max_steps: int = 4000
 
     def __post_init__(self):
@@ -145,22 +142,18 @@ class QatInt8Config:
 
     Fake quantization (torchao's FakeQuantize modules) on every Linear/LSTM/Conv1d: weights int8
     symmetric per output channel, the op input per-tensor affine int8 (moving-average min/max).
-    Training reuses stateport.train (same data, emission-restricted CTC).
+    The optimiser, its schedule (warm-up, then cosine to ``final_lr_fraction``), the observer
+    freeze and gradient clipping are the recipe's; each step's loss is the caller's training step.
     """
 
     name: str = "qat-int8"
     steps: int = 300
-    batch_size: int = 12
     learning_rate: float = 2e-4
     warmup_steps: int = 20
+    final_lr_fraction: float = 0.1
     observer_steps: int = 150  # after this many steps the ranges freeze and only weights train
     grad_clip: float = 5.0
     seed: int = 0
-    use_synthetic: bool = False
-    num_digits_range: tuple = (1, 6)
-    emission_delay_ms: float = 300.0
-    augment: dict = field(default_factory=dict)
-    dev_utterances: int = 40
     threads: int = 1
     # QDQ graph vs torch fake-quant model: both quantize with the same constants, but a 1e-7 float
     # difference upstream of a quantizer (torch's LSTM kernel vs ONNX Runtime's) can push a value across
@@ -171,8 +164,8 @@ class QatInt8Config:
     ort_optimization: str = "all"
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise InvalidInputError("qat needs steps >= 1 and batch_size >= 1")
+        if self.steps < 1 or self.warmup_steps < 0 or not 0 <= self.final_lr_fraction <= 1:
+            raise InvalidInputError("qat needs steps >= 1, warmup_steps >= 0 and 0 <= final_lr_fraction <= 1")
 
 
 RecipeConfig = DynamicInt8Config | StaticInt8Config | Fp16Config | QatInt8Config
@@ -185,8 +178,7 @@ PRESETS: dict[str, RecipeConfig] = {
     "fp16": Fp16Config(),
     "qat-int8": QatInt8Config(),
     # A few dozen steps: for tests and smoke runs, not for accuracy.
-    "qat-int8-smoke": QatInt8Config(name="qat-int8-smoke", steps=30, batch_size=4, observer_steps=15,
-                                    num_digits_range=(1, 3), dev_utterances=8),
+    "qat-int8-smoke": QatInt8Config(name="qat-int8-smoke", steps=30, observer_steps=15),
 }
 
 PRECISION = {DynamicInt8Config: "int8", StaticInt8Config: "int8", Fp16Config: "fp16", QatInt8Config: "int8"}

@@ -122,9 +122,13 @@ def card_graph_disagreements(card: ModelCard, ports: dict) -> list[str]:
 
 
 def certificate_status(card: ModelCard) -> str:
-    """"passed", "failed" or "absent", from the card's parity certificate."""
+    """"passed", "failed" or "absent", from the card's parity certificate.
+
+    An export with ``--no-verify`` records ``{"passed": null, "skipped": true}``: no proof ran, so
+    it is "absent", not "failed".
+    """
     c = card.certificate
-    if not c:
+    if not c or c.get("skipped"):
         return "absent"
     return "passed" if c.get("passed") is True else "failed"
 

@@ -3,7 +3,7 @@
 Digit strings (1-8 digits) are composed from isolated digit clips (FSDD recordings and
 espeak-ng voices) with random pauses, and every token keeps the sample span of its clip.
 The spans matter: plain CTC on composed strings learned to emit a guessed digit on the
-leading silence and skip the first spoken one (DESIGN.md, about 33 % WER); restricting each
+leading silence and skip the first spoken one (measured: about 33 % WER); restricting each
 token's emission to its clip plus a short delay fixed it. :func:`spans_to_frame_spans` and
 :func:`emission_mask` turn the spans into the per-frame mask a trainer needs.
 

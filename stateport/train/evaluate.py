@@ -137,8 +137,8 @@ def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings:
         try:
             report = export_model(path, arch=data["architecture"], checkpoint=checkpoint).report
             failures = []
-        except ParityError as e:
-            report, failures = e.report, [c.name for c in e.report.failures]
+        except ParityError as e:  # measured anyway, on the failed file the export kept beside the path
+            report, failures, path = e.report, [c.name for c in e.report.failures], e.evidence or path
         sets = speaker_sets(speaker, strings=strings, indices=indices) + ([synthetic_set(strings=strings)] if synthetic else [])
         rows = evaluate(path, sets, allow_uncertified=bool(failures))  # a failed proof is measured, deliberately
     trained_on = recipe.get("speakers", {}).get("train", [])

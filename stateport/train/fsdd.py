@@ -8,8 +8,8 @@ License: FSDD is CC BY-SA 4.0 (Zohar Jackson and contributors). Anything derived
 is redistributed (composed data sets, and arguably models' provenance) must carry
 :data:`FSDD_ATTRIBUTION`.
 
-With only five speakers, results depend heavily on which speaker is held out (DESIGN.md
-measured 4 % .. 50 % WER for a never-heard speaker), so the split helpers produce a
+With only five speakers, results depend heavily on which speaker is held out (measured during
+development: 4 % .. 50 % WER for a never-heard speaker), so the split helpers produce a
 leave-one-speaker-out split for every speaker, each with a separate development speaker for
 checkpoint selection: never choose checkpoints on the test speaker.
 """

@@ -1,6 +1,6 @@
 """Train a streaming CTC digit-string recogniser (the built-in model) on CPU in minutes.
 
-Recipe (see DESIGN.md's notes on training here):
+Recipe (the measurements behind each choice: docs/builtin-model.md):
 - utterances composed from isolated digits (FSDD training speakers, espeak-ng training
   voices and, with ``--flite-weight``, flite's and festival's recorded-speaker voices), with wide gain,
   noise and speed augmentation;

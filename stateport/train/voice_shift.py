@@ -115,15 +115,6 @@ def _parselmouth():
     return parselmouth, call
 
 
-def voice_shift_available() -> bool:
-    """Whether praat-parselmouth can be imported."""
-    try:
-        _parselmouth()
-    except MissingDependencyError:
-        return False
-    return True
-
-
 def shift_voice(waveform: np.ndarray, speaker: VirtualSpeaker, *,
                 sample_rate_hz: int = TRAIN_SAMPLE_RATE_HZ,
                 config: VoiceShiftConfig = VoiceShiftConfig()) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..spec import ModelCard
 from .runners import input_dict
+from .state_defaults import onnx_without_state_defaults
 
 
 def card_init_state(card: ModelCard, batch: int) -> dict:
@@ -183,20 +184,3 @@ def _port_name(port, wanted: list) -> str:
     """The card name among an OpenVINO port's tensor names (a tensor may carry several)."""
     names = port.get_names()
     return next((n for n in wanted if n in names), port.get_any_name())
-
-
-def onnx_without_state_defaults(path: str | os.PathLike) -> bytes:
-    """The ONNX file's bytes with the initializers that shadow graph inputs removed.
-
-    Those initializers give each state input its default (so ONNX Runtime can run the file with
-    audio only); converters that fold them into constants (OpenVINO, measured; the Qualcomm
-    converters, see ``stateport check``) need them gone to keep the state a real input.
-    """
-    import onnx
-
-    proto = onnx.load(os.fspath(path))
-    inputs = {i.name for i in proto.graph.input}
-    kept = [t for t in proto.graph.initializer if t.name not in inputs]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    return proto.SerializeToString()

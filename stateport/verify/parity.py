@@ -32,6 +32,27 @@ from .signals import synthetic_inputs
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_SECONDS = 60.0
 BATCH_CHECK_SECONDS = 5.0
+# A proof shorter than this carries state across too few steps to show anything: with ``seconds``
+# near 0 the proof stepped one frame and still said PASS.
+MIN_PROOF_SECONDS = 1.0
+
+
+def check_proof_options(seconds, tolerance) -> None:
+    """Refuse a proof length or tolerance no certificate should rest on (typed, before any work).
+
+    ``tolerance`` None means "the artifact's own" and is accepted.
+    """
+    import math
+
+    from ..errors import InvalidInputError
+
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds < MIN_PROOF_SECONDS:
+        raise InvalidInputError(f"seconds={seconds!r}: the parity proof needs at least {MIN_PROOF_SECONDS:g} s of "
+                                "input (fewer steps cannot show that state is carried)")
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                                  or not math.isfinite(tolerance) or tolerance < 0):
+        raise InvalidInputError(f"tolerance={tolerance!r}: expected a finite number >= 0 (max |diff| allowed)")
 
 
 def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
@@ -224,6 +245,7 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
     Check names use the runners' ``name``: a quantized graph proved against itself offline reads
     ``onnxruntime[static-int8] stream [ragged] vs static-int8 offline``.
     """
+    check_proof_options(seconds, tolerance)
     ref = getattr(reference, "name", "torch")
     s = card.streaming
     frames = usable_frames(card, int(round(seconds * s.sample_rate_hz / s.frame_hop_samples)))
@@ -347,3 +369,13 @@ def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: d
     refs = [_offline_reference(reference, st, card) for st in streams]
     ref = {p.name: np.concatenate([r[p.name] for r in refs], 0) for p in card.outputs}
     _compare_outputs(check, got, ref, card, bounds)
+
+
+def prove_self(path, card: ModelCard, *, label: str, level: str, seconds: float, tolerance: float):
+    """An ONNX file that has no torch twin (a quantized artifact) against itself: streamed (every
+    chunking, batched) vs the same graph offline, at the ONNX Runtime level ``level``."""
+    from .runners import NamedRunner, OnnxRunner
+
+    reference = NamedRunner(OnnxRunner(path, card, optimization=level), label)
+    candidate = NamedRunner(OnnxRunner(path, card, optimization=level), f"onnxruntime[{label}]")
+    return prove_parity(reference, candidate, card, seconds=seconds, tolerance=tolerance, check_reference=False)

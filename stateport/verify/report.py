@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from ..errors import ParityError
 
 
 def scaled_diff(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -143,6 +146,45 @@ class ParityReport:
         for n in self.notes:
             lines.append(f"  note: {n}")
         return "\n".join(lines)
+
+
+def merge_reports(reports: dict) -> ParityReport:
+    """One report over several proofs (the graphs of a multi-graph model): ``{label: report}``;
+    each check and note is prefixed with its label; seconds is the shortest proof, frames the sum."""
+    import dataclasses
+
+    first = next(iter(reports.values()))
+    merged = ParityReport(backend=first.backend, tolerance=max(r.tolerance for r in reports.values()),
+                          seconds=min(r.seconds for r in reports.values()),
+                          frames=sum(r.frames for r in reports.values()), optimization=first.optimization,
+                          reference=first.reference)
+    for label, r in reports.items():
+        merged.checks.extend(dataclasses.replace(c, name=f"{label}: {c.name}") for c in r.checks)
+        merged.notes.extend(f"{label}: {n}" for n in r.notes)
+    return merged
+
+
+def unproven_certificate(reason: str) -> dict:
+    """The certificate slot of a file whose proof did not run (``passed`` is None, never True)."""
+    return {"passed": None, "skipped": True, "reason": reason}
+
+
+def parity_error(path: str, reports, *, evidence: str | None = None) -> ParityError:
+    """The one "parity failed for ..." error: which file, which proofs and checks failed, where the
+    failed file was kept. ``reports``: one :class:`ParityReport`, or ``{label: report}`` (a graph
+    per label, or a quantized artifact's several proofs); the error carries the first failed one."""
+    if isinstance(reports, ParityReport):
+        reports = {"": reports}
+    failed = {label: r for label, r in reports.items() if not r.passed}
+    parts = []
+    for label, r in failed.items():
+        names = ", ".join(c.name for c in r.failures) or "no checks ran"
+        parts.append(f"{label + ': ' if label else ''}{len(r.failures)} of {len(r.checks)} checks ({names})")
+    where = (f"; the file that failed is kept as {evidence}, nothing was written at {os.fspath(path)}"
+             if evidence else "")
+    first = next(iter(failed.values()), next(iter(reports.values()), None))
+    return ParityError(f"parity failed for {os.path.basename(os.fspath(path).rstrip('/'))}: {'; '.join(parts)}"
+                       f"{where}", first, evidence=evidence)
 
 
 def diff_output(port: str, got: np.ndarray, ref: np.ndarray, *, tolerance: float, time_axis: int | None,

@@ -75,7 +75,11 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """An exported ONNX file in ONNX Runtime, at a chosen graph-optimisation level."""
+    """An exported ONNX file in ONNX Runtime, at a chosen graph-optimisation level.
+
+    The one place where the proofs open a file in the client runtime: the files proved here are
+    not certified yet (that is what the proof is for).
+    """
 
     name = "onnxruntime"
 
@@ -100,3 +104,21 @@ class OnnxRunner:
         s = self.session.session
         args = s.get_inputs() + s.get_overridable_initializers() + s.get_outputs()
         return {a.name: list(a.shape) if a.shape is not None else None for a in args}
+
+
+class NamedRunner:
+    """A runner under another name, so check names say what was compared with what
+    (``onnxruntime[static-int8] stream [ragged] vs static-int8 offline``)."""
+
+    def __init__(self, runner, name: str):
+        self._runner = runner
+        self.name = name
+        self.optimization = getattr(runner, "optimization", None)
+        if hasattr(runner, "declared_shapes"):
+            self.declared_shapes = runner.declared_shapes
+
+    def init_state(self, batch: int) -> dict:
+        return self._runner.init_state(batch)
+
+    def run(self, x, state):
+        return self._runner.run(x, state)

@@ -110,7 +110,7 @@ def test_cli_exit_code_follows_readiness(static_lstm, tiny_lstm_ctc, capsys):
 def test_float64_state_ports_are_flagged(tmp_path):
     """lstm-ctc's online mean keeps float64 state; a DSP/HTP converter would narrow it."""
     from stateport.export import export_model
-    from stateport.export.onnx_export import export_onnx
+    from stateport.export.backends.onnx_file import export_onnx
     from stateport.zoo import get_architecture
 
     arch = get_architecture("lstm-ctc")

@@ -3,7 +3,7 @@
 import pytest
 
 from backend_helpers import causal_conv, lstm_ctc_tiny, requires
-from stateport.export.backends.job import export_with_backend
+from stateport.export import export_torch_model
 
 pytestmark = requires("coreml")
 
@@ -12,7 +12,7 @@ pytestmark = requires("coreml")
 def lstm_package(tmp_path_factory):
     model, prov = lstm_ctc_tiny()
     path = tmp_path_factory.mktemp("coreml") / "lstm.mlpackage"
-    return str(path), export_with_backend(model, path, backend="coreml", provenance=prov)
+    return str(path), export_torch_model(model, path, backend="coreml", provenance=prov)
 
 
 def test_state_as_io_ports_matches_the_card(lstm_package):
@@ -50,7 +50,7 @@ def test_core_ml_states_option(tmp_path):
 
     model, prov = causal_conv()
     path = tmp_path / "conv_state.mlpackage"
-    result = export_with_backend(model, path, backend="coreml", provenance=prov, options={"state": "coreml"})
+    result = export_torch_model(model, path, backend="coreml", provenance=prov, backend_options={"state": "coreml"})
     assert result.report.passed, result.report.to_text()
     info = coreml.describe(path)
     assert [i["name"] for i in info["inputs"]] == ["features"]

@@ -4,7 +4,7 @@ import pytest
 
 from backend_helpers import PARITY_SECONDS, causal_conv, lstm_ctc_tiny, requires
 from stateport.export.backends import read_backend_card
-from stateport.export.backends.job import export_with_backend
+from stateport.export import export_torch_model
 
 pytestmark = requires("executorch")
 
@@ -16,7 +16,7 @@ def test_lstm_ctc_static_streams_like_torch(tmp_path):
     """
     model, prov = lstm_ctc_tiny()
     path = tmp_path / "lstm.pte"
-    result = export_with_backend(model, path, backend="executorch", provenance=prov, static=True, chunk_frames=4,
+    result = export_torch_model(model, path, backend="executorch", provenance=prov, static=True, chunk_frames=4,
                                  seconds=PARITY_SECONDS)
     assert result.report.passed, result.report.to_text()
     assert result.report.max_abs_diff <= 1e-4
@@ -28,7 +28,7 @@ def test_lstm_ctc_static_streams_like_torch(tmp_path):
 def test_causal_conv_keeps_a_dynamic_time_axis(tmp_path):
     """Finding: XNNPACK refuses dynamic batch and time together; dynamic time with batch 1 lowers."""
     model, prov = causal_conv()
-    result = export_with_backend(model, tmp_path / "conv.pte", backend="executorch", provenance=prov,
+    result = export_torch_model(model, tmp_path / "conv.pte", backend="executorch", provenance=prov,
                                  seconds=PARITY_SECONDS)
     report = result.report
     assert report.passed, report.to_text()

@@ -4,7 +4,7 @@ import json
 
 from stateport.cli.main import main
 from stateport.export.backends import get_backend
-from stateport.export.backends.matrix import Cell, markdown_matrix, parity_matrix, run_cell
+from stateport.export.matrix import Cell, markdown_matrix, parity_matrix, run_cell
 
 
 def test_onnx_cell_passes_and_a_missing_extra_is_a_skipped_cell(monkeypatch, tmp_path):
@@ -61,7 +61,7 @@ def test_isolated_cell_matches_and_a_native_crash_stays_in_its_cell(monkeypatch)
     """Each cell in its own process: same result as in-process; a segfaulting child is an error cell."""
     import sys
 
-    from stateport.export.backends import matrix
+    from stateport.export import matrix
 
     cell = matrix.run_cell_isolated("lstm-ctc", "onnx", size="tiny", seconds=2.0)
     assert cell.status == "pass" and cell.stream_vs_offline_max_abs_diff <= 1e-4

@@ -1,10 +1,12 @@
 """OpenVINO: the IR converted from the ONNX export, and the ONNX export itself, proven against torch."""
 
+import os
+
 import pytest
 
 from backend_helpers import PARITY_SECONDS, causal_conv, lstm_ctc_tiny, requires
 from stateport.export.backends import read_backend_card
-from stateport.export.backends.job import export_with_backend
+from stateport.export import export_torch_model
 
 pytestmark = requires("openvino")
 
@@ -13,7 +15,7 @@ pytestmark = requires("openvino")
 def test_ir_streams_like_torch(tmp_path, which):
     model, prov = lstm_ctc_tiny() if which == "lstm" else causal_conv()
     path = tmp_path / f"{which}.xml"
-    result = export_with_backend(model, path, backend="openvino", provenance=prov, seconds=PARITY_SECONDS)
+    result = export_torch_model(model, path, backend="openvino", provenance=prov, seconds=PARITY_SECONDS)
     report = result.report
     assert report.passed, report.to_text()
     assert report.max_abs_diff <= 1e-4
@@ -22,6 +24,20 @@ def test_ir_streams_like_torch(tmp_path, which):
     assert "openvino stream, 3 streams batched" in names
     card = read_backend_card(path)
     assert card.provenance.backend == "openvino" and card.certificate["passed"]
+    # The .xml and its .bin moved into place together; no temporary left beside them.
+    assert sorted(os.listdir(tmp_path)) == [f"{which}.bin", f"{which}.xml"]
+
+
+def test_verify_writes_a_new_certificate_into_the_ir(tmp_path):
+    """`stateport verify --write-certificate` on an IR: proved on a copy (xml + bin), which then replaces it."""
+    from stateport.export import verify_file
+
+    model, prov = causal_conv()
+    path = tmp_path / "conv.xml"
+    export_torch_model(model, path, backend="openvino", provenance=prov, seconds=PARITY_SECONDS)
+    report = verify_file(path, reference=model, seconds=2.0, write_certificate=True)
+    assert report.passed and read_backend_card(path).certificate["seconds"] == report.seconds == 2.0
+    assert sorted(os.listdir(tmp_path)) == ["conv.bin", "conv.xml"]
 
 
 def test_onnx_file_state_inputs_need_their_defaults_removed(tiny_lstm_ctc):
@@ -29,7 +45,8 @@ def test_onnx_file_state_inputs_need_their_defaults_removed(tiny_lstm_ctc):
     import openvino as ov
 
     from stateport.verify import prove_parity
-    from stateport.verify.backend_runners import OpenVinoRunner, onnx_without_state_defaults
+    from stateport.verify.backend_runners import OpenVinoRunner
+    from stateport.verify.state_defaults import onnx_without_state_defaults
     from stateport.verify.runners import TorchRunner
 
     path, exported = tiny_lstm_ctc

@@ -8,7 +8,7 @@ from stateport.cli.main import main
 from stateport.errors import InvalidInputError, MissingDependencyError
 from stateport.export import export_model
 from stateport.export.backends import BACKENDS, get_backend
-from stateport.export.backends.common import reject_options
+from stateport.export.backends.common import ExportSettings
 from stateport.export.backends.registry import backend_for_path
 
 EXTRA_BACKENDS = ("tflite", "coreml", "executorch", "openvino")
@@ -56,7 +56,8 @@ def test_unknown_backend_and_wrong_suffix_are_user_errors(tmp_path):
 
 def test_options_are_refused_where_a_backend_takes_none():
     with pytest.raises(InvalidInputError, match="unknown option"):
-        reject_options("tflite", {"state": "coreml"})
+        ExportSettings(options={"state": "coreml"}).refuse("tflite")
+    ExportSettings(options={"state": "coreml"}).refuse("coreml", options=("state",))  # where it is one
 
 
 def test_every_backend_has_a_distinct_suffix():

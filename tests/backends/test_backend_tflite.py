@@ -1,9 +1,12 @@
 """TFLite / LiteRT: same ports, card in the flatbuffer, parity vs torch with state carried, int8 option."""
 
+import os
+
 import pytest
 
 from backend_helpers import PARITY_SECONDS, causal_conv, lstm_ctc_tiny, requires
-from stateport.export.backends.job import QUANTIZED_TOLERANCE, export_with_backend
+from stateport.export import export_torch_model
+from stateport.export.pipeline import QUANTIZED_TOLERANCE
 
 pytestmark = requires("tflite")
 
@@ -11,7 +14,7 @@ pytestmark = requires("tflite")
 def lstm_tflite(tmp_path_factory):
     model, prov = lstm_ctc_tiny()
     path = tmp_path_factory.mktemp("tflite") / "lstm_ctc_tiny.tflite"
-    return str(path), export_with_backend(model, path, backend="tflite", provenance=prov, seconds=PARITY_SECONDS)
+    return str(path), export_torch_model(model, path, backend="tflite", provenance=prov, seconds=PARITY_SECONDS)
 
 def test_lstm_ctc_streams_like_torch(lstm_tflite):
     _, result = lstm_tflite
@@ -56,7 +59,7 @@ def test_lstm_is_unrolled_over_the_static_chunk(lstm_tflite):
 
 def test_causal_conv_streams_like_torch(tmp_path):
     model, prov = causal_conv()
-    result = export_with_backend(model, tmp_path / "conv.tflite", backend="tflite", provenance=prov,
+    result = export_torch_model(model, tmp_path / "conv.tflite", backend="tflite", provenance=prov,
                                  seconds=PARITY_SECONDS)
     assert result.report.passed, result.report.to_text()
     assert result.report.max_abs_diff <= 1e-4
@@ -67,7 +70,7 @@ def test_dynamic_int8_is_smaller_and_within_its_tolerance(tmp_path, lstm_tflite)
     float_path, _ = lstm_tflite
     model, prov = lstm_ctc_tiny()
     path = tmp_path / "lstm_int8.tflite"
-    result = export_with_backend(model, path, backend="tflite", provenance=prov, seconds=PARITY_SECONDS,
+    result = export_torch_model(model, path, backend="tflite", provenance=prov, seconds=PARITY_SECONDS,
                                  quantize="dynamic-int8")
     report = result.report
     assert report.tolerance == QUANTIZED_TOLERANCE
@@ -80,9 +83,18 @@ def test_dynamic_int8_is_smaller_and_within_its_tolerance(tmp_path, lstm_tflite)
     agreement = [d.argmax_agreement for c in report.checks for d in c.diffs if d.argmax_agreement is not None]
     assert min(agreement) > 0.95
 
+def test_a_failed_proof_keeps_the_flatbuffer_beside_the_path(tmp_path):
+    from stateport.errors import ParityError
+
+    model, prov = causal_conv()
+    with pytest.raises(ParityError) as e:
+        export_torch_model(model, tmp_path / "c.tflite", backend="tflite", provenance=prov, seconds=2.0, tolerance=0.0)
+    assert e.value.evidence == str(tmp_path / "c.failed.tflite") and os.listdir(tmp_path) == ["c.failed.tflite"]
+
+
 def test_quantize_recipe_is_checked(tmp_path):
     from stateport.errors import UnsupportedError
 
     model, prov = causal_conv()
     with pytest.raises(UnsupportedError, match="dynamic-int8"):
-        export_with_backend(model, tmp_path / "c.tflite", backend="tflite", provenance=prov, quantize="int4")
+        export_torch_model(model, tmp_path / "c.tflite", backend="tflite", provenance=prov, quantize="int4")

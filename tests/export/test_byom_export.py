@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from stateport.errors import ParityError, UndeclaredStateError, UnsupportedError
-from stateport.export import certify
-from stateport.export.onnx_export import export_onnx
+from stateport.export import verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.nn import StateDecl, StreamingModule, declare_step
 
 F = 8
@@ -19,7 +19,7 @@ IN = ("x", ("batch", "T", F))
 def export_and_prove(model, tmp_path, seconds=10.0, name="m.onnx"):
     path = str(tmp_path / name)
     card = export_onnx(model, path)
-    return path, card, certify(model, path, card, seconds=seconds)
+    return path, card, verify_file(path, reference=model, seconds=seconds)
 
 
 class PositionalStep(nn.Module):
@@ -130,7 +130,7 @@ def test_wrong_offline_reference_is_named_as_a_suspect(tmp_path):
     path = str(tmp_path / "m.onnx")
     card = export_onnx(model, path)
     with pytest.raises(ParityError) as e:
-        certify(model, path, card, seconds=3.0)
+        verify_file(path, reference=model, seconds=3.0)
     assert any("the reference itself may be the wrong one" in n and "reference=" in n for n in e.value.report.notes)
 
 

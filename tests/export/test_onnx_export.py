@@ -9,8 +9,8 @@ import pytest
 
 import toy_models
 from stateport.errors import InvalidInputError, UndeclaredStateError, UnsupportedError
-from stateport.export import certify
-from stateport.export.onnx_export import export_onnx
+from stateport.export import verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.verify.signals import synthetic_features
 
 
@@ -66,8 +66,8 @@ def test_offline_mode_serves_any_batch(tiny_lstm_ctc):
 def test_each_kind_of_state_passes_the_60s_proof(kind, tmp_path):
     model = toy_models.build(kind)
     path = str(tmp_path / f"{kind}.onnx")
-    card = export_onnx(model, path)
-    report = certify(model, path, card, seconds=60)
+    export_onnx(model, path)
+    report = verify_file(path, reference=model, seconds=60)
     assert report.passed, report.to_text()
     assert report.seconds >= 60
     names = [c.name for c in report.checks]
@@ -91,7 +91,7 @@ def test_static_export_fixes_every_shape(tmp_path):
     for arg in sess.get_inputs() + sess.get_outputs():
         assert all(isinstance(d, int) for d in arg.shape), (arg.name, arg.shape)
     assert card.streaming.static and card.inputs[0].shape == [1, 8, 12]
-    report = certify(model, path, card, seconds=60)
+    report = verify_file(path, reference=model, seconds=60)
     assert report.passed, report.to_text()
 
 

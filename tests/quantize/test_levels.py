@@ -7,12 +7,12 @@ from stateport.runtime.model_file import read_card
 
 @pytest.fixture(scope="module")
 def real_stream(tiny_lstm_ctc):
+    from quantize_helpers import shipped_clips
     from stateport.quantize.calibration import calibration_streams
     from stateport.quantize.recipes import CalibrationConfig
 
     card = read_card(tiny_lstm_ctc[0])
-    streams, _ = calibration_streams(card, CalibrationConfig(utterances=3, utterances_per_stream=3, augment=False),
-                                     speakers=("lucas",))
+    streams, _ = calibration_streams(card, shipped_clips(), CalibrationConfig(utterances=3, utterances_per_stream=3))
     return streams[0]
 
 
@@ -27,10 +27,14 @@ def test_level_sweep_numbers(quantized, real_stream):
     for level in ("basic", "extended", "all"):
         assert static[level]["max_abs_diff"]["encoder_h_out"] == 0.0
         assert static[level]["max_abs_diff"]["encoder_c_out"] == 0.0
-    qat = ort_level_sweep(quantized["qat-int8-smoke"].path, read_card(quantized["qat-int8-smoke"].path), real_stream,
-                          levels=("disable", "all"))
-    assert qat["all"]["max_abs_diff"]["logits"] < 1e-5
     print("static:", {k: v["max_abs_diff"] for k, v in static.items()})
+
+
+def test_level_sweep_of_qat(qat_smoke, real_stream):
+    from stateport.quantize.proof import ort_level_sweep
+
+    qat = ort_level_sweep(qat_smoke.path, read_card(qat_smoke.path), real_stream, levels=("disable", "all"))
+    assert qat["all"]["max_abs_diff"]["logits"] < 1e-5
     print("qat:", {k: v["max_abs_diff"] for k, v in qat.items()})
 
 

@@ -1,8 +1,11 @@
 """Post-training recipes: each artifact passes its proof, carries its recipe, keeps the ports, shrinks."""
 
+import json
+
 import onnx
 import pytest
 
+from quantize_helpers import require_fsdd, shipped_clips
 from stateport.runtime.model_file import read_card
 
 PTQ = ["dynamic-int8", "static-int8", "fp16"]
@@ -27,10 +30,11 @@ def test_artifact_passes_its_proof_and_carries_its_recipe(quantized, tiny_lstm_c
     assert card.input_names == fp32.input_names and card.output_names == fp32.output_names
     inits = {i.name for i in onnx.load(result.path).graph.initializer}
     assert {s.name for s in card.states} <= inits
-    # The float deviation is reported on real speech, with its argmax agreement.
+    # The float deviation is reported on real speech (the clips the package ships), with its argmax agreement.
     dev = q["float_deviation"]
     assert set(dev["max_abs_diff"]) == {"logits", "encoder_h_out", "encoder_c_out"}
     assert dev["argmax_agreement"] > 0.9
+    assert dev["measured_on"]["kind"] == "audio" and dev["measured_on"]["seconds"] > 20
 
 
 def test_static_streams_exactly_like_offline(quantized):
@@ -80,9 +84,8 @@ def test_calibration_feeds_the_real_state_loop(tiny_lstm_ctc):
 
     path, _ = tiny_lstm_ctc
     card = read_card(path)
-    streams, info = calibration_streams(card, CalibrationConfig(utterances=4, utterances_per_stream=2),
-                                        speakers=("jackson", "lucas"))
-    assert info["speakers"] == ["jackson", "lucas"] and info["streams"] == 2
+    streams, info = calibration_streams(card, shipped_clips(), CalibrationConfig(utterances=4, utterances_per_stream=2))
+    assert info["streams"] == 2 and info["items"] == 4 and info["kind"] == "audio"
     reader = StateLoopReader(path, card, streams)
     feeds = list(reader)
     assert len(feeds) == reader.steps > 20
@@ -105,8 +108,7 @@ def test_histogram_calibration_gets_only_full_chunks(tiny_lstm_ctc):
     path, _ = tiny_lstm_ctc
     card = read_card(path)
     n = card.streaming.frames_per_step
-    streams, _ = calibration_streams(card, CalibrationConfig(utterances=4, utterances_per_stream=2),
-                                     speakers=("jackson",))
+    streams, _ = calibration_streams(card, shipped_clips(), CalibrationConfig(utterances=4, utterances_per_stream=2))
     assert any(len(f) % n for f in streams)  # so the dropped tail is really there
     ragged = {feed["features"].shape[1] for feed in StateLoopReader(path, card, streams)}
     full = {feed["features"].shape[1] for feed in StateLoopReader(path, card, streams, full_chunks_only=True)}
@@ -114,8 +116,26 @@ def test_histogram_calibration_gets_only_full_chunks(tiny_lstm_ctc):
     assert get_recipe("static-int8-percentile").method == "percentile"
 
 
-def test_calibration_excludes_the_test_speaker():
-    from stateport.quantize.calibration import default_training_speakers, held_out_speaker
+def test_card_records_what_the_calibration_really_was(quantized):
+    """The shipped clips: 6 recordings of real speech at 16 kHz; the licence and transcript files beside them skipped."""
+    calib = read_card(quantized["static-int8"].path).provenance.quantization["calibration"]
+    assert calib["kind"] == "audio" and calib["source"] == shipped_clips()
+    assert calib["items"] == calib["items_available"] == 6 and 25 < calib["seconds"] < 40
+    assert calib["resampled_to_hz"] == 16000 and calib["sample_rates_hz"] == [16000]
+    assert set(calib["ignored_files"]) == {"ATTRIBUTION.md", "transcripts.json"}
+    assert "fsdd" not in json.dumps(calib).lower()  # nothing claims a corpus it was not drawn from
 
-    speakers, why = default_training_speakers()
+
+def test_fsdd_calibration_excludes_the_test_speaker(tiny_lstm_ctc):
+    require_fsdd()
+    from stateport.quantize.calibration import calibration_streams
+    from stateport.quantize.recipes import CalibrationConfig
+    from stateport.train.quantize_data import FsddCalibration, fsdd_calibration, held_out_speaker, training_speakers
+
+    speakers, why = training_speakers()
     assert held_out_speaker() not in speakers and "test speaker" in why
+    card = read_card(tiny_lstm_ctc[0])
+    calib = fsdd_calibration(cfg=FsddCalibration(utterances=4, speakers=("jackson", "lucas")))
+    streams, info = calibration_streams(card, calib, CalibrationConfig(utterances=4, utterances_per_stream=2))
+    assert info["provider"]["speakers"] == ["jackson", "lucas"] and info["provider"]["source"] == "fsdd"
+    assert info["streams"] == 2 and info["seconds"] > 4

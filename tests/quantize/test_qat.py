@@ -9,11 +9,12 @@ import onnx
 import pytest
 import torch
 
+from quantize_helpers import require_fsdd
 from stateport.runtime.model_file import read_card
 
 
-def test_qat_artifact_matches_its_fake_quant_model(quantized, tiny_lstm_ctc):
-    result = quantized["qat-int8-smoke"]
+def test_qat_artifact_matches_its_fake_quant_model(qat_smoke, tiny_lstm_ctc):
+    result = qat_smoke
     card = read_card(result.path)
     q = card.provenance.quantization
     vs_torch = result.reports["vs_torch_fake_quant"]
@@ -28,6 +29,7 @@ def test_qat_artifact_matches_its_fake_quant_model(quantized, tiny_lstm_ctc):
     assert card.provenance.precision == "int8" and q["recipe"] == "qat-int8-smoke"
     assert q["qat"]["replaced_modules"] == ["encoder.lstm", "head"]
     assert q["qat"]["world_size"] == 1
+    assert q["qat"]["task"]["test_speaker"] == "george" and "dev_wer" in q["qat"]["evaluation"]["qat"]
     assert card.input_names == read_card(tiny_lstm_ctc[0]).input_names
     # Weights stored int8: every LSTM W/R and the head matmul weight come from DequantizeLinear of int8.
     proto = onnx.load(result.path)
@@ -60,6 +62,7 @@ def test_twin_keeps_parameters_and_state_ports():
 @pytest.mark.slow
 def test_qat_runs_two_processes_under_torchrun(tiny_lstm_ctc, tmp_path):
     """DDP with the gloo backend on CPU: both ranks train, parameters end identical, rank 0 writes."""
+    require_fsdd()
     out = tmp_path / "qat2.onnx"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -77,9 +80,11 @@ def test_qat_runs_two_processes_under_torchrun(tiny_lstm_ctc, tmp_path):
 
 
 def test_qat_without_a_dev_speaker_chooses_on_synthetic_voices_like_the_float_recipe():
-    from stateport.quantize.qat import _train_config
-    from stateport.quantize.recipes import QatInt8Config
+    from stateport.train.quantize_data import DigitQatData, DigitQatTask
 
-    cfg = QatInt8Config()
-    assert _train_config(cfg, "george", None, 0).use_synthetic  # dev = held-out espeak voices
-    assert _train_config(cfg, "george", "jackson", 0).use_synthetic == cfg.use_synthetic
+    task = DigitQatTask({}, 1)
+    task.dev_speaker = None
+    assert task.train_config().use_synthetic  # dev = held-out espeak voices
+    task.dev_speaker = "jackson"
+    assert task.train_config().use_synthetic == DigitQatData().use_synthetic
+    assert task.train_config(rank=1).seed == 1  # one data stream per torchrun rank

@@ -87,7 +87,7 @@ def test_wrong_feature_dim_and_rank(session):
 
 def test_chunk_length_the_model_cannot_take(tmp_path):
     import toy_models
-    from stateport.export.onnx_export import export_onnx
+    from stateport.export.backends.onnx_file import export_onnx
 
     path = str(tmp_path / "static.onnx")
     export_onnx(toy_models.build("gru"), path, chunk_frames=8, static=True)

@@ -6,8 +6,8 @@ import pytest
 
 import toy_models
 from stateport.errors import ParityError, UnsupportedError
-from stateport.export import certify
-from stateport.export.onnx_export import export_onnx
+from stateport.export import verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.verify import prove_parity
 from stateport.verify.runners import OnnxRunner, TorchRunner
 
@@ -36,7 +36,7 @@ def test_swapped_state_outputs_fail_with_a_useful_report(tmp_path):
     card = export_onnx(model, path)
     _swap_state_outputs(path)
     with pytest.raises(ParityError) as info:
-        certify(model, path, card, seconds=60)
+        verify_file(path, reference=model, seconds=60, write_certificate=True)
     report = info.value.report
     failed = {c.name for c in report.failures}
     # Offline (one call, no state fed back) still matches: only state carrying is broken...
@@ -54,10 +54,13 @@ def test_swapped_state_outputs_fail_with_a_useful_report(tmp_path):
     assert nominal.diffs[0].max_abs_diff > 1e-2
     text = report.to_text()
     assert "FAIL" in text and "rnn_h_out" in text
-    # The failed certificate is written into the card for `inspect` to show.
+    # The file is left as it was; the failed proof's copy, with its failed certificate, beside it.
     from stateport.runtime.model_file import read_card
 
-    assert read_card(path).certificate["passed"] is False
+    assert info.value.evidence == str(tmp_path / "broken.failed.onnx")
+    assert read_card(info.value.evidence).certificate["passed"] is False
+    assert read_card(path).certificate["passed"] is None  # export_onnx ran no proof, and says so
+    assert "broken.failed.onnx" in info.value.message and "parity failed for broken.onnx" in info.value.message
 
 
 def test_dynamo_exporter_frozen_time_axis_is_caught(tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 from stateport.errors import ChunkLengthError, InvalidInputError
 from stateport.export import export_model
-from stateport.export.onnx_export import export_onnx
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.nn import ChunkedSelfAttention
 from stateport.runtime.session import OnnxStepSession
 from stateport.verify import prove_parity

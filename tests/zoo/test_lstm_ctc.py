@@ -86,7 +86,10 @@ def test_float64_normaliser_survives_quantisation(stacked, recipe, tmp_path):
 
     from stateport.quantize.api import quantize_model
 
-    result = quantize_model(stacked.path, tmp_path / f"{recipe}.onnx", recipe=recipe, log=lambda *_: None)
+    from stateport.quantize.calibration import shipped_speech
+
+    result = quantize_model(stacked.path, tmp_path / f"{recipe}.onnx", recipe=recipe, calib=shipped_speech(),
+                            log=lambda *_: None)
     assert all(r.passed for r in result.reports.values()), {k: r.to_text() for k, r in result.reports.items()}
     graph = onnx.load(str(result.path)).graph
     dtypes = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output)}
@@ -108,7 +111,10 @@ def test_static_int8_keeps_the_input_layer_float(stacked, tmp_path):
     assert [n.op_type for n in fp32.graph.node if n.name in input_layer_nodes(fp32, "features", ("Conv", "MatMul"))] \
         == ["Conv"]
     recipe = get_recipe("static-int8", calibration=CalibrationConfig(utterances=4))
-    q = onnx.load(str(quantize_model(stacked.path, tmp_path / "s.onnx", recipe=recipe, log=lambda *_: None).path))
+    from stateport.quantize.calibration import shipped_speech
+
+    q = onnx.load(str(quantize_model(stacked.path, tmp_path / "s.onnx", recipe=recipe, calib=shipped_speech(),
+                                     log=lambda *_: None).path))
     producers = {o: n.op_type for n in q.graph.node for o in n.output}
     conv = next(n for n in q.graph.node if n.op_type == "Conv")
     assert producers.get(conv.input[1]) != "DequantizeLinear"  # float weights

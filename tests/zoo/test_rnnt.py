@@ -15,8 +15,8 @@ import torch
 
 from stateport.cli.main import main
 from stateport.errors import InvalidInputError, ParityError
-from stateport.export import certify, export_model
-from stateport.export.onnx_export import export_onnx
+from stateport.export import export_model, verify_file
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.runtime.transducer import StreamingTransducer, TransducerGraphs, transcribe
 from stateport.verify.signals import synthetic_features
 from stateport.zoo import get_architecture
@@ -143,7 +143,7 @@ def test_the_predictor_proof_catches_a_state_not_carried(tmp_path):
     path = str(tmp_path / "predictor.onnx")
     card = export_onnx(broken.eval(), path)
     with pytest.raises(ParityError) as info:
-        certify(good, path, card, seconds=5)
+        verify_file(path, reference=good, seconds=5)
     failed = {c.name for c in info.value.report.failures}
     # One call over a whole token sequence is right; carrying state across calls is not.
     assert "onnxruntime offline vs torch offline" not in failed

@@ -6,7 +6,7 @@ import pytest
 
 from stateport.cli.main import main
 from stateport.errors import InvalidInputError
-from stateport.zoo.table import COLUMNS, architecture_table, markdown_table
+from stateport.export.table import COLUMNS, architecture_table, markdown_table
 
 SECONDS = 1.0  # the figures are the point here; the 60 s proofs run in test_architectures.py
 
@@ -40,7 +40,7 @@ def test_markdown_has_one_line_per_row(rows):
 
 
 def test_bad_arguments_are_user_errors():
-    with pytest.raises(InvalidInputError, match="positive number of seconds"):
+    with pytest.raises(InvalidInputError, match="at least 1 s"):
         architecture_table(seconds=0)
     with pytest.raises(InvalidInputError, match="unknown architecture"):
         architecture_table(archs=["nope"])

@@ -1,8 +1,9 @@
-"""What every backend shares: validation + card, the flat step, example tensors, typed conversion errors."""
+"""What every backend shares: the settings, validation + card, the flat step, example tensors, typed errors."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import keyword
 import logging
@@ -10,14 +11,63 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 from ...errors import InvalidInputError, UnsupportedError
 from ...spec import ModelCard
 from ..card_builder import build_card, example_inputs, example_sequences
-from ..onnx_export import FlatStep
 from ..state_guard import check_no_hidden_state
+
+EXPORTERS = ("torchscript", "dynamo")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What the caller asked of a conversion, with the names of ``export_model`` and the CLI.
+
+    Each backend reads the settings it implements and refuses the others (:meth:`refuse`), so a
+    new option is a field here, an argument of ``export_model`` and the lines of the backend
+    that honours it.
+
+    chunk_frames: nominal frames per step (None: the model's own); static: every shape fixed
+    (batch 1, one chunk); exporter: the torch-to-ONNX exporter (``torchscript`` or ``dynamo``);
+    quantize: a backend's own quantisation at export (tflite ``dynamic-int8``); options:
+    backend-specific settings (coreml ``state``); provenance: what the card records of where
+    the model came from; name: the card's model name.
+    """
+
+    chunk_frames: int | None = None
+    static: bool = False
+    exporter: str = "torchscript"
+    quantize: str | None = None
+    options: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self):
+        if self.exporter not in EXPORTERS:
+            raise InvalidInputError(f"unknown exporter {self.exporter!r}: expected one of {', '.join(EXPORTERS)}")
+        if self.chunk_frames is not None and (isinstance(self.chunk_frames, bool)
+                                              or not isinstance(self.chunk_frames, int) or self.chunk_frames < 1):
+            raise InvalidInputError(f"chunk_frames must be a positive number of frames, got {self.chunk_frames!r}")
+
+    def replace(self, **changes) -> "ExportSettings":
+        return dataclasses.replace(self, **changes)
+
+    def refuse(self, backend: str, *, quantize: tuple = (), options: tuple = (), exporters: tuple = ()) -> None:
+        """Refuse what ``backend`` does not offer: a ``quantize`` recipe not in ``quantize``, an option
+        not named in ``options``, an exporter not in ``exporters`` (empty: the default one only)."""
+        if self.quantize is not None and self.quantize not in quantize:
+            offered = f"it offers {', '.join(quantize)}" if quantize else "it quantizes nothing at export"
+            raise UnsupportedError(f"{backend}: quantize={self.quantize!r} is not offered ({offered}); quantize an "
+                                   "ONNX export with `stateport quantize FILE.onnx --recipe ...`, or use --backend "
+                                   "tflite --quantize dynamic-int8")
+        unknown = [k for k in self.options if k not in options]
+        if unknown:
+            raise InvalidInputError(f"{backend}: unknown option(s) {', '.join(map(str, unknown))}"
+                                    + (f"; it takes {', '.join(options)}" if options else "; it takes none"))
+        if self.exporter != "torchscript" and self.exporter not in exporters:
+            raise InvalidInputError(f"{backend}: exporter={self.exporter!r} applies to the ONNX export only")
 
 
 @dataclass
@@ -48,39 +98,39 @@ def conversion_error(backend: str, tool: str, model, e: BaseException) -> Unsupp
 
 
 @contextlib.contextmanager
-def quiet():
+def quiet(into: list | None = None):
     """Converters print progress bars, banners and warnings; keep the CLI output ours.
 
     Python-level output only: native libraries that write to the file descriptors directly
-    (LiteRT, XNNPACK) still print a line or two.
+    (LiteRT, XNNPACK) still print a line or two. ``into``: a list that receives the warnings
+    instead of dropping them (the ONNX export checks the tracer's warnings about frozen values).
     """
-    loggers = [logging.getLogger(n) for n in ("", "absl", "coremltools", "executorch", "torch", "litert_torch")]
+    loggers = [logging.getLogger(n) for n in ("", "absl", "coremltools", "executorch", "torch", "litert_torch",
+                                              "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always" if into is not None else "ignore")
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    yield
+            finally:
+                if into is not None:
+                    into.extend(caught)
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
 
 
-def reject_options(backend: str, options: dict | None) -> None:
-    """Backends without options refuse any, so a misspelt or misplaced one is not silently ignored."""
-    if options:
-        raise InvalidInputError(f"{backend}: unknown option(s) {', '.join(map(str, options))} "
-                                "(only the coreml backend takes one: state='io'|'coreml')")
-
-
 def check_chunk(model, chunk_frames: int | None) -> int:
-    """The chunk length to export (the model's nominal one by default), validated against the model."""
-    frames = chunk_frames if chunk_frames is not None else model.streaming.frames_per_step
+    """The chunk length to export (the model's nominal one by default), validated against the model;
+    0 for a frame-wise model."""
     if model.is_frame_wise():
         return 0
     s = model.streaming
+    frames = chunk_frames if chunk_frames is not None else s.frames_per_step
     if frames is None or frames < 1:
         raise InvalidInputError(f"chunk_frames must be a positive number of frames, got {frames}")
     if frames % s.frame_multiple or frames < s.min_frames:
@@ -89,24 +139,55 @@ def check_chunk(model, chunk_frames: int | None) -> int:
     return frames
 
 
-def prepare(model, *, chunk_frames: int | None, static: bool, provenance: dict | None, name: str | None,
-            backend: str, exporter: str) -> tuple:
-    """Validate ``model`` exactly as the ONNX export does and build its card; returns ``(model, card)``.
+def prepare(model, settings: ExportSettings, *, backend: str, exporter: str, static: bool | None = None) -> tuple:
+    """Validate ``model`` and build its card, the same for every backend; returns ``(model, card)``.
 
-    Refuses hidden state (a buffer mutated by ``step``) before any converter freezes it.
+    Checks the port names and the chunk length, and refuses hidden state (a buffer mutated by
+    ``step``) before any converter freezes it. ``static`` overrides ``settings.static`` (a backend
+    that can only export static shapes); ``exporter`` is what the card records as the exporter.
     """
     model = model.eval()
     model.check_port_names()
-    frames = check_chunk(model, chunk_frames)
+    frames = check_chunk(model, settings.chunk_frames)
     s = model.streaming
+    # The offline sequence must be one the model takes: e.g. whole chunks of a chunked attention.
     sequence_frames = max(3, s.min_frames)
     sequence_frames += (-sequence_frames) % max(s.frame_multiple, 1) + s.lookahead_frames  # + the frames after
     check_no_hidden_state(model, example_inputs(model, max(frames, 1), 2), example_sequences(model, sequence_frames, 2))
-    prov = dict(provenance or {})
+    prov = dict(settings.provenance)
     prov.setdefault("architecture", getattr(model, "architecture", type(model).__name__))
     prov.update(backend=backend, exporter=exporter, opset=None)
-    card = build_card(model, name=name or prov["architecture"], chunk_frames=frames, static=static, provenance=prov)
+    card = build_card(model, name=settings.name or prov["architecture"], chunk_frames=frames,
+                      static=settings.static if static is None else static, provenance=prov)
     return model, card
+
+
+class FlatStep(nn.Module):
+    """``forward(*inputs, *state_in) -> (*outputs, *state_out)`` in the card's port order.
+
+    ``broadcast_batch``: each state is broadcast along its batch axis to the batch of the first
+    input (every input has its batch on axis 0): the ONNX initializer default holds one stream,
+    and this makes it serve any batch. Formats without optional inputs feed full-batch states.
+    """
+
+    def __init__(self, model, broadcast_batch: bool):
+        super().__init__()
+        self.model = model
+        self.num_inputs = len(model.input_specs())
+        self.batch_axes = [d.batch_axis for d in model.state_decls()]
+        self.broadcast_batch = broadcast_batch
+        # A new module is in training mode, and the exporters put a module back into the mode they
+        # found it in: without this the user's model came back from export in training mode.
+        self.eval()
+
+    def forward(self, x, *rest):
+        # ``x`` named apart from the rest so the dynamo exporter's dynamic_shapes keep their form.
+        inputs, state = (x, *rest[: self.num_inputs - 1]), rest[self.num_inputs - 1:]
+        if self.broadcast_batch:
+            batch = x.shape[0]
+            state = tuple(s.expand(*[batch if i == axis else -1 for i in range(s.dim())])
+                          for s, axis in zip(state, self.batch_axes))
+        return tuple(self.model.step(*inputs, *state))
 
 
 def example_args(model, card: ModelCard, *, batch: int, frames: int) -> tuple:
@@ -121,11 +202,12 @@ def example_args(model, card: ModelCard, *, batch: int, frames: int) -> tuple:
 
 def trace_frames(card: ModelCard) -> int:
     """The chunk length to trace with: the static chunk, or twice the nominal one (no size coincides
-    with a weight dimension, so nothing gets specialised to it by accident)."""
+    with a weight dimension, so nothing gets specialised to it by accident); a chunk-exact model is
+    traced at the one chunk it takes."""
     s = card.streaming
     if s.frames_per_step == 0:
         return 1
-    return s.frames_per_step if s.static else 2 * s.frames_per_step
+    return s.frames_per_step if s.static or s.chunk_exact else 2 * s.frames_per_step
 
 
 def flat_step(model, card: ModelCard) -> FlatStep:
@@ -154,7 +236,3 @@ def named_step(flat: nn.Module, card: ModelCard) -> nn.Module:
     module.flat = flat
     module.output_names = list(card.output_names)
     return module.eval()
-
-
-def tensor_dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")

@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import InvalidInputError, MissingCardError, ModelFileError, UnsupportedError
 from ...spec import CARD_KEY, ModelCard
 from ...verify.report import CheckResult, OutputDiff, ParityReport
-from .common import Artifact, conversion_error, example_args, flat_step, prepare, quiet, trace_frames
+from .common import Artifact, ExportSettings, conversion_error, example_args, flat_step, prepare, quiet, trace_frames
 
 STATE_MODES = ("io", "coreml")
 MAX_BATCH = 64      # flexible-shape upper bounds: Core ML wants them for memory planning
@@ -89,28 +89,24 @@ def _flexible(shape: list, card_dims: list):
     return tuple(dims)
 
 
-def convert(model, *, chunk_frames=None, static=False, provenance=None, name=None, quantize=None,
-            options=None) -> Artifact:
-    """Trace the flat step and convert it; ``save`` writes the ``.mlpackage`` with the card."""
+def convert(model, settings: ExportSettings) -> Artifact:
+    """Trace the flat step and convert it; ``save`` writes the ``.mlpackage`` with the card.
+
+    ``settings.options["state"]``: ``"io"`` (default) or ``"coreml"`` (see the module docstring).
+    """
     import coremltools as ct
     import torch
 
-    options = dict(options or {})
-    state_mode = options.pop("state", "io")
+    settings.refuse("coreml", options=("state",))
+    state_mode = settings.options.get("state", "io")
     if state_mode not in STATE_MODES:
         raise InvalidInputError(f"coreml: state={state_mode!r}; expected one of {', '.join(STATE_MODES)}")
-    if options:
-        raise InvalidInputError(f"coreml: unknown option(s) {', '.join(options)}")
-    if quantize:
-        raise UnsupportedError(f"coreml: quantize={quantize!r} is not offered here; "
-                               "use --backend tflite --quantize dynamic-int8")
     notes = []
     stateful = state_mode == "coreml"
-    if stateful and not static:
+    if stateful and not settings.static:
         notes.append("coreml: Core ML states have a fixed shape: exported with batch 1 (the time axis stays "
                      "flexible)")
-    model, card = prepare(model, chunk_frames=chunk_frames, static=static, provenance=provenance, name=name,
-                          backend="coreml-state" if stateful else "coreml", exporter=_versions())
+    model, card = prepare(model, settings, backend="coreml-state" if stateful else "coreml", exporter=_versions())
     if stateful:
         for s in card.states:
             s.dtype = "float16"
@@ -151,11 +147,31 @@ def convert(model, *, chunk_frames=None, static=False, provenance=None, name=Non
 
     def save(path: str, card_to_write: ModelCard) -> None:
         mlmodel.user_defined_metadata[CARD_KEY] = card_to_write.to_json()
-        mlmodel.save(path)
+        with quiet():
+            mlmodel.save(path)
 
     notes.append("coreml: converted and read back; Core ML cannot predict on Linux, so numerical parity "
                  "is not proven here")
     return Artifact(card, save, notes)
+
+
+def write_card(path, card: ModelCard) -> None:
+    """Replace the card in the ``.mlpackage`` at ``path`` (a temporary the caller commits)."""
+    import coremltools as ct
+
+    path = os.fspath(path)
+    try:
+        mlmodel = ct.models.MLModel(path, skip_model_load=True)
+    except Exception as e:  # coremltools raises several types for unreadable packages
+        raise ModelFileError(f"{path!r} is not a readable Core ML model ({type(e).__name__}: {e})") from None
+    mlmodel.user_defined_metadata[CARD_KEY] = card.to_json()
+    scratch = path[: -len(".mlpackage")] + ".card-update.mlpackage"
+    with quiet():
+        mlmodel.save(scratch)
+    import shutil
+
+    shutil.rmtree(path)
+    os.replace(scratch, path)
 
 
 def _load_spec(path):
@@ -273,6 +289,6 @@ def check_file(path, card: ModelCard, *, tolerance: float = 0.0) -> ParityReport
     return report
 
 
-def make_runner(path, card: ModelCard):
+def make_runner(path, card: ModelCard, *, optimization: str | None = None):
     raise UnsupportedError("coreml: Core ML models can only be run on macOS (coremltools has no Linux runtime); "
                            "the spec is checked instead (stateport.export.backends.coreml.check_file)")

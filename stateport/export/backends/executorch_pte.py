@@ -21,7 +21,7 @@ import os
 
 from ...errors import MissingCardError, ModelFileError
 from ...spec import ModelCard
-from .common import (Artifact, conversion_error, example_args, first_line, flat_step, prepare, quiet, reject_options,
+from .common import (Artifact, ExportSettings, conversion_error, example_args, first_line, flat_step, prepare, quiet,
                      trace_frames)
 
 CARD_METHOD = "get_stateport_card"
@@ -123,25 +123,21 @@ def _smoke_test(edge, flat, model, card: ModelCard, *, batch_dynamic: bool) -> N
                                    f"batch {batch} (traced at {trace_frames(card)})")
 
 
-def convert(model, *, chunk_frames=None, static=False, provenance=None, name=None, quantize=None,
-            options=None) -> Artifact:
-    """Export and lower to XNNPACK (the most dynamic shapes that work); ``save`` emits the ``.pte``."""
+def convert(model, settings: ExportSettings) -> Artifact:
+    """Export and lower to XNNPACK (the most dynamic shapes that work); ``save`` emits the ``.pte``.
+
+    (XNNPACK int8 needs PT2E calibration, not wired in: ``quantize`` is refused.)
+    """
     import copy
 
-    from ...errors import UnsupportedError
-
-    reject_options("executorch", options)
-    if quantize:
-        raise UnsupportedError(f"executorch: quantize={quantize!r} is not offered here yet "
-                               "(XNNPACK int8 needs PT2E calibration); use --backend tflite --quantize dynamic-int8")
+    settings.refuse("executorch")
     notes = []
-    attempts = _ATTEMPTS[-1:] if static else _ATTEMPTS
+    attempts = _ATTEMPTS[-1:] if settings.static else _ATTEMPTS
     edge, card, failures = None, None, []
     for mode, batch_dynamic, time_dynamic in attempts:
         if time_dynamic and any("time_units" in str(e) for _, e in failures):
             continue  # torch.export already specialised the time axis: no dynamic-time attempt can work
-        model, card = prepare(model, chunk_frames=chunk_frames, static=not time_dynamic, provenance=provenance,
-                              name=name, backend="executorch", exporter=_versions())
+        model, card = prepare(model, settings, backend="executorch", exporter=_versions(), static=not time_dynamic)
         if time_dynamic and not batch_dynamic:
             _fix_batch(card)
         flat = flat_step(model, card)
@@ -197,7 +193,14 @@ def read_card(path) -> ModelCard:
     return ModelCard.from_json(text)
 
 
-def make_runner(path, card: ModelCard):
+def write_card(path, card: ModelCard) -> None:
+    from ...errors import UnsupportedError
+
+    raise UnsupportedError("executorch: the card is a constant method baked into the program; it cannot be "
+                           "rewritten without the exported program (re-export to get a new certificate)")
+
+
+def make_runner(path, card: ModelCard, *, optimization: str | None = None):
     from ...verify.backend_runners import ExecuTorchRunner
 
     return ExecuTorchRunner(path, card)

@@ -11,39 +11,34 @@ stay fp32 (``compress_to_fp16=False``) so the parity proof compares like with li
 from __future__ import annotations
 
 import os
-import tempfile
 
 from ...errors import MissingCardError, ModelFileError
 from ...spec import CARD_KEY, ModelCard
-from .common import Artifact, conversion_error, first_line, reject_options
+from .common import Artifact, ExportSettings, conversion_error, first_line
 
 
-def _versions() -> str:
+def _versions(exporter: str) -> str:
     from importlib.metadata import version
 
-    return f"torchscript -> onnx -> openvino {version('openvino')}"
+    return f"{exporter} -> onnx -> openvino {version('openvino')}"
 
 
-def convert(model, *, chunk_frames=None, static=False, provenance=None, name=None, quantize=None,
-            options=None, exporter: str = "torchscript") -> Artifact:
-    """Export ONNX, drop the state defaults, convert to an ``ov.Model``; ``save`` writes the IR."""
-    reject_options("openvino", options)
+def convert(model, settings: ExportSettings) -> Artifact:
+    """Export ONNX, drop the state defaults, convert to an ``ov.Model``; ``save`` writes the IR.
+
+    (NNCF quantisation is not wired in: ``quantize`` is refused.)
+    """
+    settings.refuse("openvino", exporters=("dynamo",))
     import openvino as ov
 
-    from ...errors import UnsupportedError
-    from ...verify.backend_runners import onnx_without_state_defaults
-    from ..onnx_export import export_onnx
+    from ...verify.state_defaults import strip_state_defaults
+    from .onnx_file import to_onnx
 
-    if quantize:
-        raise UnsupportedError(f"openvino: quantize={quantize!r} is not offered here (NNCF is not wired in); "
-                               "use --backend tflite --quantize dynamic-int8")
-    with tempfile.TemporaryDirectory(prefix="stateport-ov-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        card = export_onnx(model, path, chunk_frames=chunk_frames, static=static, exporter=exporter,
-                           provenance=dict(provenance or {}, backend="openvino"), name=name)
-        data = onnx_without_state_defaults(path)
+    proto, card = to_onnx(model, settings)
+    strip_state_defaults(proto, [s.name for s in card.states])
+    data = proto.SerializeToString()
     card.provenance.backend = "openvino"
-    card.provenance.exporter = _versions()
+    card.provenance.exporter = _versions(settings.exporter)
     try:
         ov_model = ov.Core().read_model(data)
     except Exception as e:  # the frontend raises RuntimeError/OpConversionFailure with the op name
@@ -54,6 +49,20 @@ def convert(model, *, chunk_frames=None, static=False, provenance=None, name=Non
         ov.save_model(ov_model, out, compress_to_fp16=False)
 
     return Artifact(card, save)
+
+
+def write_card(path, card: ModelCard) -> None:
+    """Replace the card in the IR at ``path`` (``.xml``, its ``.bin`` beside it; a temporary the caller commits)."""
+    import openvino as ov
+
+    path = os.fspath(path)
+    model = ov.Core().read_model(path)
+    model.set_rt_info(card.to_json(), [CARD_KEY])
+    # save_model rewrites the .bin the model was read from: save beside it, then swap both.
+    scratch = path[: -len(".xml")] + ".card-update.xml"
+    ov.save_model(model, scratch, compress_to_fp16=False)
+    os.replace(scratch[: -len(".xml")] + ".bin", path[: -len(".xml")] + ".bin")
+    os.replace(scratch, path)
 
 
 def read_card(path) -> ModelCard:
@@ -69,7 +78,7 @@ def read_card(path) -> ModelCard:
     return ModelCard.from_json(model.get_rt_info([CARD_KEY]).astype(str))
 
 
-def make_runner(path, card: ModelCard):
+def make_runner(path, card: ModelCard, *, optimization: str | None = None):
     from ...verify.backend_runners import OpenVinoRunner
 
     return OpenVinoRunner(path, card)

@@ -1,15 +1,22 @@
 """The table of backends: name -> extra, file suffix, implementing module, dependencies.
 
-A backend module implements (duck-typed, like the runners):
+Every export (ONNX included) goes through this table and the one export job
+(:func:`stateport.export.export_model`). A backend module implements (duck-typed, like the runners):
 
-- ``convert(model, *, chunk_frames, static, provenance, name, quantize, options) -> Artifact``:
-  the converted program in memory plus its card; ``Artifact.save(path, card)`` writes the file
-  with that card inside (called again after the parity proof, with the certificate);
+- ``convert(model, settings: ExportSettings) -> Artifact``: the converted program in memory plus
+  its card; ``Artifact.save(path, card)`` writes the file with that card inside (called again
+  after the parity proof, with the certificate); settings it does not offer it refuses
+  (``settings.refuse(...)``);
 - ``read_card(path) -> ModelCard``: the card stored in a file of this format;
-- ``make_runner(path, card) -> runner`` for :func:`stateport.verify.prove_parity`, or
-  ``UnsupportedError`` where the format cannot run on this machine (Core ML on Linux);
+- ``write_card(path, card)``: replace the card of a file (``verify --write-certificate``), or
+  ``UnsupportedError`` where the format bakes it in (ExecuTorch);
+- ``make_runner(path, card, *, optimization=None) -> runner`` for
+  :func:`stateport.verify.prove_parity`, or ``UnsupportedError`` where the format cannot run on
+  this machine (Core ML on Linux);
 - optionally ``check_file(path, card, *, tolerance) -> ParityReport``: what can be verified
   without running it (Core ML: the spec read back against the card).
+
+A new format is a module with these functions and one :class:`Backend` row below.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ class Backend:
     """One export target.
 
     ``export_deps`` / ``run_deps`` map import names to the PyPI names that provide them; a
-    missing one raises :class:`MissingDependencyError` naming ``extra``.
+    missing one raises :class:`MissingDependencyError` naming ``extra``. ``directory``: the file
+    is a folder (``.mlpackage``); ``companions``: suffixes of files written beside it (OpenVINO's
+    ``.bin``), which travel with it (:mod:`stateport.atomic`).
     """
 
     name: str
@@ -39,6 +48,8 @@ class Backend:
     run_deps: tuple = ()
     runs_here: bool = True
     static_only: bool = False
+    directory: bool = False
+    companions: tuple = ()
 
     @property
     def install_hint(self) -> str:
@@ -76,13 +87,13 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             run_deps=(("ai_edge_litert", "ai-edge-litert"),), static_only=True),
     Backend("coreml", "Core ML ML Program (.mlpackage) via coremltools", "coreml", ".mlpackage",
             f"{_PKG}.coreml", export_deps=(("coremltools", "coremltools"),),
-            run_deps=(("coremltools", "coremltools"),), runs_here=False),
+            run_deps=(("coremltools", "coremltools"),), runs_here=False, directory=True),
     Backend("executorch", "ExecuTorch program (.pte) with the XNNPACK delegate", "executorch", ".pte",
             f"{_PKG}.executorch_pte", export_deps=(("executorch", "executorch"),),
             run_deps=(("executorch", "executorch"),)),
     Backend("openvino", "OpenVINO IR (.xml + .bin), converted from the ONNX export", "openvino", ".xml",
             f"{_PKG}.openvino_ir", export_deps=(("openvino", "openvino"), ("onnx", "onnx")),
-            run_deps=(("openvino", "openvino"),)),
+            run_deps=(("openvino", "openvino"),), companions=(".bin",)),
 )}
 
 
@@ -97,7 +108,8 @@ def get_backend(name: str) -> Backend:
 
 
 def backend_for_path(path: str | os.PathLike) -> Backend:
-    """The backend whose file suffix ``path`` has (``.onnx``, ``.tflite``, ``.mlpackage``, ``.pte``, ``.xml``)."""
+    """The backend whose files end like ``path`` (``.onnx``, ``.tflite``, ``.mlpackage``, ``.pte``, ``.xml``):
+    the suffix is how the formats are told apart (each format's reader then checks the content)."""
     p = os.fspath(path).rstrip("/")
     for b in BACKENDS.values():
         if p.endswith(b.suffix):

@@ -20,9 +20,9 @@ import os
 
 import numpy as np
 
-from ...errors import MissingCardError, ModelFileError, UnsupportedError
+from ...errors import MissingCardError, ModelFileError
 from ...spec import CARD_KEY, ModelCard
-from .common import (Artifact, conversion_error, example_args, flat_step, named_step, prepare, quiet, reject_options,
+from .common import (Artifact, ExportSettings, conversion_error, example_args, flat_step, named_step, prepare, quiet,
                      trace_frames)
 
 QUANTIZE_RECIPES = ("dynamic-int8",)
@@ -35,22 +35,18 @@ def _versions() -> str:
     return f"litert-torch {version('litert-torch')}"
 
 
-def convert(model, *, chunk_frames=None, static=True, provenance=None, name=None, quantize=None,
-            options=None) -> Artifact:
+def convert(model, settings: ExportSettings) -> Artifact:
     """Convert ``model`` to a TFLite flatbuffer (static shapes); ``save`` writes it with the card."""
-    reject_options("tflite", options)
+    settings.refuse("tflite", quantize=QUANTIZE_RECIPES)
     import litert_torch
     import torch
 
-    if quantize is not None and quantize not in QUANTIZE_RECIPES:
-        raise UnsupportedError(f"tflite: quantize={quantize!r} is not offered; expected one of "
-                               f"{', '.join(QUANTIZE_RECIPES)}")
+    quantize = settings.quantize
     notes = []
-    if not static:
+    if not settings.static:
         notes.append("tflite: exported with static shapes (batch 1, one nominal chunk): litert-torch cannot "
                      "keep a dynamic time axis for these layers (see stateport.export.backends.tflite)")
-    model, card = prepare(model, chunk_frames=chunk_frames, static=True, provenance=provenance, name=name,
-                          backend="tflite", exporter=_versions())
+    model, card = prepare(model, settings, backend="tflite", exporter=_versions(), static=True)
     flat = flat_step(model, card)
     args = example_args(model, card, batch=1, frames=trace_frames(card))
     named = named_step(flat, card)
@@ -73,6 +69,15 @@ def convert(model, *, chunk_frames=None, static=True, provenance=None, name=None
             f.write(with_metadata(data, CARD_KEY, card_to_write.to_json().encode()))
 
     return Artifact(card, save, notes)
+
+
+def write_card(path, card: ModelCard) -> None:
+    """Replace the card stored in the flatbuffer at ``path`` (a temporary the caller commits)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(with_metadata(data, CARD_KEY, card.to_json().encode()))
 
 
 def _quantizer_version() -> str:
@@ -150,7 +155,7 @@ def read_card(path) -> ModelCard:
     return ModelCard.from_json(meta[CARD_KEY].decode())
 
 
-def make_runner(path, card: ModelCard):
+def make_runner(path, card: ModelCard, *, optimization: str | None = None):
     from ...verify.backend_runners import LiteRTRunner
 
     return LiteRTRunner(path, card)

@@ -4,7 +4,8 @@ One row per architecture: state ports, state size per stream, parameters, algori
 latency, ONNX file size and the parity proof's max |diff| (streaming and ONNX Runtime vs the
 torch offline forward). ``stateport list --table`` prints it.
 
-Every architecture goes through :func:`stateport.export.export_model`; a multi-graph export
+Every architecture goes through :func:`stateport.export.export_model` (the table lives in the export
+layer, above the zoo it measures); a multi-graph export
 (a transducer's encoder / predictor / joiner, written as a directory) is summed over its
 graphs. An architecture that needs another way of measuring registers it with
 :func:`register_table_measure`; its row has the same keys.
@@ -17,9 +18,10 @@ import os
 import tempfile
 from typing import Callable
 
-from ..errors import InvalidInputError, ModelFileError, ParityError, StateportError
+from ..errors import ModelFileError, ParityError, StateportError
+from ..verify import check_proof_options
 from ..verify.runners import one_torch_thread
-from .registry import architectures, get_architecture
+from ..zoo.registry import architectures, get_architecture
 
 COLUMNS = (  # key, markdown header
     ("name", "architecture"),
@@ -47,18 +49,19 @@ def measure_export(name: str, size: str, seconds: float, out_dir: str) -> dict:
     """Export ``name`` at ``size`` with :func:`~stateport.export.export_model`, proving parity over ``seconds``.
 
     The figures come from the cards written into the files, certificate included, so a model
-    that fails its proof still gets a row (``parity_passed`` false). A multi-graph export (a
+    that fails its proof still gets a row (``parity_passed`` false) from the failed file the
+    export kept beside the path. A multi-graph export (a
     directory of graphs) is summed over its graphs: state, parameters, bytes; the worst
     parity figure and the longest latency.
     """
-    from ..export import export_model
     from ..runtime.model_file import read_card
+    from .pipeline import export_model
 
     target = os.path.join(out_dir, f"{name}-{size}.onnx")
     try:
         export_model(target, arch=name, size=size, seconds=seconds)
-    except ParityError:
-        pass  # certify wrote the failing certificate into the card: the row shows it
+    except ParityError as e:
+        target = e.evidence or target  # the failed file (or folder) with its failing certificate: the row shows it
     files = [target] if os.path.isfile(target) else sorted(glob.glob(os.path.join(target, "*.onnx")))
     if not files:
         raise ModelFileError(f"exporting {name} wrote no ONNX file")
@@ -92,8 +95,7 @@ def architecture_table(size: str = "tiny", seconds: float = 10.0, archs: list | 
     architecture that has no such size, or whose export fails, gets a row with ``error`` (the
     message) instead of figures, so one failure does not hide the other rows.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise InvalidInputError(f"seconds must be a positive number of seconds of audio, got {seconds!r}")
+    check_proof_options(seconds, None)
     selected = architectures()
     if archs is not None:
         selected = [get_architecture(n) for n in archs]  # an unknown name raises InvalidInputError

@@ -27,10 +27,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from ...errors import InvalidInputError, ParityError, StateportError
-from ...verify.runners import one_torch_thread
-from .common import first_line
-from .registry import BACKENDS, get_backend
+from ..errors import InvalidInputError, ParityError, StateportError
+from ..verify import check_proof_options
+from ..verify.runners import one_torch_thread
+from .backends.common import first_line
+from .backends.registry import BACKENDS, get_backend
 
 STATUSES = ("pass", "fail", "spec-only", "error", "skipped", "n/a")
 
@@ -73,7 +74,7 @@ def _stream_max(report) -> float | None:
 
 def _graph_for_matrix(model, arch: str):
     """The one graph the matrix proves: the model itself, or a multi-graph model's encoder."""
-    from ...nn.protocol import MultiGraphModule
+    from ..nn.protocol import MultiGraphModule
 
     if not isinstance(model, MultiGraphModule):
         return model, []
@@ -86,8 +87,8 @@ def _graph_for_matrix(model, arch: str):
 
 def run_cell(arch: str, backend: str, *, size: str, seconds: float, out_dir: str, seed: int = 0) -> Cell:
     """Export ``arch`` at ``size`` with ``backend``, prove parity over ``seconds``; never raises."""
-    from ..sources import build_model
-    from .job import export_with_backend
+    from .pipeline import export_torch_model
+    from .sources import build_model
 
     spec = get_backend(backend)
     start = time.monotonic()
@@ -104,7 +105,7 @@ def run_cell(arch: str, backend: str, *, size: str, seconds: float, out_dir: str
         cell.notes.extend(notes)
         path = os.path.join(out_dir, f"{arch}-{backend}{spec.suffix}")
         try:
-            result = export_with_backend(model, path, backend=backend, provenance=provenance, seconds=seconds)
+            result = export_torch_model(model, path, backend=backend, provenance=provenance, seconds=seconds)
             report = result.report
             cell.notes.extend(result.notes)
         except ParityError as e:
@@ -136,7 +137,7 @@ CELL_TIMEOUT_S = 900
 
 
 def _cell_command(arch: str, backend: str, size: str, seconds: float) -> list:
-    """The child process that computes one cell (``python -m stateport.export.backends.matrix ...``)."""
+    """The child process that computes one cell (``python -m stateport.export.matrix ...``)."""
     return [sys.executable, "-m", __name__, arch, backend, "--size", size, "--seconds", repr(float(seconds))]
 
 
@@ -175,10 +176,9 @@ def parity_matrix(*, size: str = "tiny", seconds: float = 5.0, archs: list | Non
     ``isolate``: one child process per cell (a native crash stays in its cell; costs the imports
     each time). ``progress(cell)`` is called after each cell (the CLI prints a line per cell).
     """
-    from ...zoo import architectures, get_architecture
+    from ..zoo import architectures, get_architecture
 
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise InvalidInputError(f"seconds must be a positive number of seconds of audio, got {seconds!r}")
+    check_proof_options(seconds, None)
     names = list(archs) if archs else [a.name for a in architectures()]
     for n in names:
         get_architecture(n)  # unknown names fail before any work
