@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from stateport.export.onnx_export import export_onnx
+from stateport.export.backends.onnx_file import export_onnx
 from stateport.nn import declare_step
 from stateport.runtime.events import RawOutput
 from stateport.runtime.recognizer import Recognizer
