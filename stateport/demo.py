@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import MissingAssetError, builtin_dir
+from .assets import MissingAssetError, builtin_dir, calibration_dir
 
 READ_SAMPLES = 320  # 20 ms reads at 16 kHz, as a microphone callback delivers them
 
@@ -120,7 +120,10 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
             previous = root.level
             root.setLevel(logging.ERROR)  # ONNX Runtime's quantizer logs advice on the root logger
             try:
-                q = quantize_model(fp32.path, out / "digits.int8.onnx", recipe="dynamic-int8")
+                # The shipped calibration set (training speakers only), never ../shared: the demo
+                # must run on a machine that has nothing but the package.
+                q = quantize_model(fp32.path, out / "digits.int8.onnx", recipe="dynamic-int8",
+                                   calib=calibration_dir(), checkpoint=checkpoint)
             finally:
                 root.setLevel(previous)
             diffs = [r.max_abs_diff_of(outputs) for r in q.reports.values()]

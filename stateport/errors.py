@@ -47,6 +47,12 @@ class NonFiniteInputError(InvalidInputError):
     code = "NON_FINITE_INPUT"
 
 
+class MissingDataError(InvalidInputError):
+    """A data set that only some commands need (FSDD: training, accuracy tables) is not on this machine."""
+
+    code = "MISSING_DATA"
+
+
 class ModelFileError(StateportError):
     """A model file that is missing, not of the expected format, or corrupt."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import StateportError
 
-__all__ = ["DEFAULT_MODEL_RELPATH", "MissingAssetError", "builtin_dir", "default_model_path"]
+__all__ = ["DEFAULT_MODEL_RELPATH", "MissingAssetError", "builtin_dir", "calibration_dir", "default_model_path"]
 
 DEFAULT_MODEL_RELPATH = Path("digits") / "model.onnx"
 """The built-in digit recogniser, relative to this package."""
@@ -24,6 +24,18 @@ class MissingAssetError(StateportError):
 def builtin_dir() -> Path:
     """The folder of the built-in digit recogniser: model.onnx, checkpoint.pt, metrics.json, clips/."""
     return Path(__file__).resolve().parent / "digits"
+
+
+def calibration_dir() -> Path:
+    """The shipped calibration set: 40 FSDD recordings (8 kHz) of the built-in model's training speakers.
+
+    Named ``{digit}_{speaker}_{index}.wav`` like the data set, so ``stateport quantize --calib`` reads
+    it as FSDD; the held-out test speaker is absent (see ATTRIBUTION.md there). MissingAssetError if absent.
+    """
+    path = Path(__file__).resolve().parent / "calibration"
+    if not any(path.glob("*.wav")):
+        raise MissingAssetError(f"the calibration set is missing ({path}); reinstall stateport")
+    return path
 
 
 def default_model_path() -> Path:

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MissingDataError
 from .clips import TRAIN_SAMPLE_RATE_HZ, Clip, resample
 
 FSDD_DIR_ENV = "STATEPORT_FSDD_DIR"
@@ -35,9 +35,9 @@ FSDD_SOURCE = "fsdd"
 FSDD_TEST_INDICES = tuple(range(0, 5))
 """The data set's own convention: indices 0-4 of each speaker and digit are its test split."""
 FSDD_TRAIN_INDICES = tuple(range(5, 50))
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset"
 FSDD_ATTRIBUTION = (
-    'Free Spoken Digit Dataset, Zohar Jackson and contributors, '
-    "https://github.com/Jakobovski/free-spoken-digit-dataset, CC BY-SA 4.0"
+    f"Free Spoken Digit Dataset, Zohar Jackson and contributors, {FSDD_URL}, CC BY-SA 4.0"
 )
 
 _FILE_RE = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
@@ -47,7 +47,9 @@ def fsdd_dir() -> Path:
     """The FSDD ``recordings`` folder: ``$STATEPORT_FSDD_DIR`` or ``<repo>/../shared/data/fsdd``.
 
     Either the data set root (holding ``recordings/``) or the recordings folder itself is
-    accepted. Raises InvalidInputError naming both places when neither exists.
+    accepted. Raises MissingDataError (exit 2) naming both, the variable and where FSDD comes from:
+    only training, the accuracy table, the drift soak and quantizing without ``--calib`` need it
+    (the demo and the runtime run on what the package ships).
     """
     env = os.environ.get(FSDD_DIR_ENV)
     # stateport/train/fsdd.py -> parents[2] is the repository root.
@@ -57,10 +59,10 @@ def fsdd_dir() -> Path:
         if candidate.is_dir() and any(candidate.glob("*_*_*.wav")):
             return candidate
     where = f"${FSDD_DIR_ENV}={env!r}" if env else f"the default {default}"
-    raise InvalidInputError(
-        f"FSDD recordings not found at {where}: expected a folder of "
-        "'{digit}_{speaker}_{index}.wav' files (or its parent holding 'recordings/'). "
-        f"Set {FSDD_DIR_ENV} to the FSDD folder."
+    raise MissingDataError(
+        f"FSDD recordings not found at {where}: training, `quantize --table`, `drift` and quantizing "
+        f"without --calib read the Free Spoken Digit Dataset (CC BY-SA 4.0): `git clone {FSDD_URL}` and set "
+        f"{FSDD_DIR_ENV} to that folder (or its recordings/ of '{{digit}}_{{speaker}}_{{index}}.wav' files)"
     )
 
 
