@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import positive_float
 
 def add_parser(sub):
     p = sub.add_parser("drift", help="stream >= 30 min of speech and silence through fp32 and quantized models "
@@ -9,9 +10,9 @@ def add_parser(sub):
     p.add_argument("fp32", help="the fp32 stateport .onnx (the reference)")
     p.add_argument("models", nargs="+", help="reduced-precision models: PATH or NAME=PATH")
     p.add_argument("-o", "--out", required=True, help="output folder (drift.json, drift.png; created if missing)")
-    p.add_argument("--minutes", type=float, default=30.0, help="length of the soak")
-    p.add_argument("--divergence-window-s", type=float, default=10.0)
-    p.add_argument("--wer-window-s", type=float, default=300.0)
+    p.add_argument("--minutes", type=positive_float, default=30.0, help="length of the soak")
+    p.add_argument("--divergence-window-s", type=positive_float, default=10.0)
+    p.add_argument("--wer-window-s", type=positive_float, default=300.0)
     p.add_argument("--vad", default="energy", choices=["energy", "silero"], help="end-of-speech detector for reset")
     p.add_argument("--checkpoint", help="float checkpoint (its recipe names the held-out speaker)")
     p.add_argument("--speaker", action="append", help="FSDD speaker(s) to use (default: the held-out one)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..verify import DEFAULT_SECONDS
+from .args import nonneg_float, nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub):
@@ -17,17 +18,17 @@ def add_parser(sub):
     p.add_argument("-o", "--out", required=True,
                    help="output file (.onnx, or the backend's suffix); a folder for multi-graph architectures such "
                         "as rnnt. Written only once proved; a failed proof is kept as OUT.failed.onnx")
-    p.add_argument("--chunk-frames", type=int, help="nominal frames per step (default: the model's)")
+    p.add_argument("--chunk-frames", type=positive_int, help="nominal frames per step (default: the model's)")
     p.add_argument("--static", action="store_true", help="fix every shape (batch 1, one chunk) for NPU/DSP compilers")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the parity proof (the card says so; runtimes then refuse it unless allowed)")
-    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+    p.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                    help="input length of the parity proof (at least 1 s)")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--tolerance", type=nonneg_float, default=None,
                    help="max |diff| allowed, relative above magnitude 1 (default 1e-4; 0.25 with --quantize)")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="torch exporter (dynamo freezes LSTM time axes on torch 2.13: for diagnosis)")
-    p.add_argument("--seed", type=int, default=0, help="init seed of a built-in architecture without checkpoint")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="init seed of a built-in architecture without checkpoint")
     p.add_argument("--backend", default="onnx", choices=backend_names(),
                    help="output format: .onnx, .tflite, .mlpackage, .pte, or OpenVINO .xml (each needs its extra, "
                         "e.g. pip install 'stateport[tflite]')")

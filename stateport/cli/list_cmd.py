@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import positive_float
 
 def add_parser(sub):
     p = sub.add_parser("list", help="list built-in architectures")
@@ -9,7 +10,7 @@ def add_parser(sub):
                    help="export each architecture and print a markdown table of state ports, state size, "
                         "parameters, latency, file size and parity (takes a while)")
     p.add_argument("--size", default="tiny", help="size to export for --table (tiny, default, ...)")
-    p.add_argument("--seconds", type=float, default=10.0, help="input length of each parity proof for --table")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="input length of each parity proof for --table")
     p.add_argument("--arch", action="append", dest="archs", metavar="NAME",
                    help="limit --table to this architecture (repeatable; default: all)")
     return p

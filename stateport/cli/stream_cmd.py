@@ -6,6 +6,7 @@ import math
 import sys
 
 from ..runtime.pacing import UNDERRUN_POLICIES
+from .args import positive_float, positive_int
 
 
 def add_parser(sub):
@@ -14,16 +15,16 @@ def add_parser(sub):
     p.add_argument("--model", help="a stateport .onnx file (default: the built-in digit model)")
     p.add_argument("--realtime", action="store_true", help="feed the file at wall-clock speed (measures lag, underruns)")
     p.add_argument("--mic", action="store_true", help="read the microphone (needs sounddevice) instead of a file")
-    p.add_argument("--seconds", type=float, default=10.0, help="with --mic: how long to listen")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="with --mic: how long to listen")
     p.add_argument("--vad", action="store_true", help="Silero VAD endpointing: reset state and finalize per utterance")
-    p.add_argument("--min-silence-ms", type=float, default=500.0, help="with --vad: trailing silence that ends an utterance")
+    p.add_argument("--min-silence-ms", type=positive_float, default=500.0, help="with --vad: trailing silence that ends an utterance")
     p.add_argument("--decoder", default="greedy", choices=["greedy", "beam"])
-    p.add_argument("--read-ms", type=float, default=20.0, help="audio per read")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--read-ms", type=positive_float, default=20.0, help="audio per read")
+    p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument("--underrun-policy", default="drop_oldest", choices=list(UNDERRUN_POLICIES),
                    help="what to do when processing falls behind real time")
     p.add_argument("--fallback-model", help="model to switch to under --underrun-policy fallback (e.g. int8)")
-    p.add_argument("--max-queue-ms", type=float, default=1000.0, help="backlog that counts as an underrun")
+    p.add_argument("--max-queue-ms", type=positive_float, default=1000.0, help="backlog that counts as an underrun")
     p.add_argument("--allow-uncertified", action="store_true",
                    help="run a model whose parity certificate is absent or FAILED (reported in the output)")
     return p

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import nonneg_float, nonneg_int, positive_float, positive_int, probability
 
 def add_parser(sub):
     from ..train.config import TrainConfig
@@ -15,64 +16,64 @@ def add_parser(sub):
     p.add_argument("--dev-speaker", default=d.dev_speaker,
                    help="FSDD speaker for checkpoint choice ('next'), or 'none' to train on every other speaker "
                         "and choose on held-out espeak-ng voices")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout between recurrent layers")
+    p.add_argument("--dropout", type=probability, default=0.0, help="dropout between recurrent layers")
     p.add_argument("--spec-augment", action="store_true", help="SpecAugment frequency and time masks")
-    p.add_argument("--channel-eq", type=float, default=d.channel_eq_probability, metavar="P",
+    p.add_argument("--channel-eq", type=probability, default=d.channel_eq_probability, metavar="P",
                    help="chance that an utterance's features get a random channel curve (0 = off)")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+    p.add_argument("--ema-decay", type=probability, default=d.ema_decay,
                    help="keep an exponential moving average of the weights (e.g. 0.999; 0 = off)")
-    p.add_argument("--mel-bins", type=int, default=None, help="log-mel bins (default: the architecture's 80)")
-    p.add_argument("--high-freq-hz", type=float, default=None,
+    p.add_argument("--mel-bins", type=positive_int, default=None, help="log-mel bins (default: the architecture's 80)")
+    p.add_argument("--high-freq-hz", type=positive_float, default=None,
                    help="top mel-filter edge (default: Nyquist); ~3800 for telephone-band training speech")
-    p.add_argument("--subsampling", type=int, default=None,
+    p.add_argument("--subsampling", type=positive_int, default=None,
                    help="frames stacked per recurrent step (lstm-ctc; 3 = 30 ms steps)")
-    p.add_argument("--online-cmn-frames", type=float, default=None, metavar="N",
+    p.add_argument("--online-cmn-frames", type=nonneg_float, default=None, metavar="N",
                    help="subtract the running feature mean, starting from a prior worth N frames")
-    p.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
-    p.add_argument("--onset-cut", type=float, default=0.0, metavar="P",
+    p.add_argument("--speed-range", type=positive_float, nargs=2, default=None, metavar=("LOW", "HIGH"))
+    p.add_argument("--onset-cut", type=probability, default=0.0, metavar="P",
                    help="chance that a clip loses the start of its word (by default 0-30 ms past its speech onset; "
                         "see the next two options), as FSDD's trimmed recordings often do (0 = off)")
     p.add_argument("--onset-cut-level-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="where a cut word starts: the first 10 ms reaching this level relative to the clip's "
                         "loudest 10 ms, uniform in dB (default -20 -20: the onset; 0 cuts to the loudest 10 ms)")
-    p.add_argument("--onset-cut-ms", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+    p.add_argument("--onset-cut-ms", type=nonneg_float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="how far past that point the cut falls, uniform in ms (default 0 30)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=positive_int, default=d.steps)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=positive_float, default=d.learning_rate)
+    p.add_argument("--eval-every", type=positive_int, default=d.eval_every)
+    p.add_argument("--seed", type=nonneg_int, default=d.seed)
     p.add_argument("--device", default=d.device, help="torch device for the model, e.g. 'cuda' (data is made on CPU)")
-    p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes making training batches")
-    p.add_argument("--pool-batches", type=int, default=d.pool_batches, metavar="N",
+    p.add_argument("--data-workers", type=nonneg_int, default=d.data_workers, help="processes making training batches")
+    p.add_argument("--pool-batches", type=nonneg_int, default=d.pool_batches, metavar="N",
                    help="draw N training batches once and train by cycling through them (0 = fresh batches every "
                         "step); for architectures with a frozen pretrained part (embedding-ctc), whose batches "
                         "are costly to make")
     p.add_argument("--pool-file", default=None, metavar="PATH",
                    help="save that pool here, or load it if a run with the same data settings saved it "
                         "(to compare ways of training the head on one pool)")
-    p.add_argument("--input-dropout", type=float, default=0.0, metavar="P",
+    p.add_argument("--input-dropout", type=probability, default=0.0, metavar="P",
                    help="dropout on what the trained layers read (embedding-ctc: the embeddings), in training")
-    p.add_argument("--input-noise", type=float, default=0.0, metavar="STD",
+    p.add_argument("--input-noise", type=nonneg_float, default=0.0, metavar="STD",
                    help="Gaussian noise added in training to what the trained layers read, after their "
                         "normalisation (embedding-ctc; std in units of each input's spread)")
     p.add_argument("--no-synthetic", action="store_true", help="train on FSDD only (no espeak-ng)")
-    p.add_argument("--fsdd-weight", type=float, default=d.fsdd_weight, metavar="W",
+    p.add_argument("--fsdd-weight", type=nonneg_float, default=d.fsdd_weight, metavar="W",
                    help="weight of the real FSDD training speakers among the sources (a batch draws each "
                         "source in proportion to its weight)")
-    p.add_argument("--synthetic-weight", type=float, default=d.synthetic_weight, metavar="W",
+    p.add_argument("--synthetic-weight", type=nonneg_float, default=d.synthetic_weight, metavar="W",
                    help="weight of the espeak-ng voices among the sources")
-    p.add_argument("--flite-weight", type=float, default=0.0, metavar="W",
+    p.add_argument("--flite-weight", type=nonneg_float, default=0.0, metavar="W",
                    help="add voices built from recordings of real speakers (flite, festival; see "
                         "--recorded-voices) as a source of weight W (FSDD and espeak-ng weigh 1; 0 = off)")
     p.add_argument("--recorded-voices", default=",".join(d.recorded_voices), metavar="NAMES",
                    help="comma-separated voices for --flite-weight: kal16, awb, rms, slt ('apt-get install "
                         "flite'), ked ('apt-get install festival festvox-kdlpc16k')")
-    p.add_argument("--voice-shift-weight", type=float, default=d.voice_shift_weight, metavar="W",
+    p.add_argument("--voice-shift-weight", type=nonneg_float, default=d.voice_shift_weight, metavar="W",
                    help="add virtual speakers made from the FSDD training speakers (Praat 'Change gender': "
                         "new formant ratio and pitch each) as a source of weight W (0 = off; needs "
                         "praat-parselmouth: pip install 'stateport[train]')")
-    p.add_argument("--voice-shifts", type=int, default=d.voice_shift_speakers_per_speaker, metavar="K",
+    p.add_argument("--voice-shifts", type=positive_int, default=d.voice_shift_speakers_per_speaker, metavar="K",
                    help="virtual speakers per FSDD training speaker")
     p.add_argument("--keep-eval-checkpoints", action="store_true",
                    help="also save the checkpoint of every evaluation in OUT-without-.pt.evals/ (with an average "

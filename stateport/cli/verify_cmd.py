@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from ..verify import DEFAULT_SECONDS
+from .args import nonneg_float, positive_float
 
 
 def add_parser(sub):
     p = sub.add_parser("verify", help="prove an exported model equals its torch reference, streaming and offline")
     p.add_argument("file", help="an exported file (.onnx, .tflite, .pte, OpenVINO .xml, .mlpackage), or the folder "
                                 "of a multi-graph export")
-    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="input length (default 60 s, at least 1 s)")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS, help="input length (default 60 s, at least 1 s)")
+    p.add_argument("--tolerance", type=nonneg_float, default=None,
                    help="max |diff| allowed (default: the file's own: 1e-4, or its quantization's bound)")
     p.add_argument("--module", help="FILE.py:OBJ, for models exported from --module")
     p.add_argument("--checkpoint", help="the checkpoint the model was exported from, if any")
