@@ -1,4 +1,5 @@
-"""Shared pieces of the client-runtime tests: random-weight models exported once, real speech from FSDD."""
+"""Shared pieces of the client-runtime tests: random-weight models exported once, real speech from FSDD
+(the few recordings in tests/data/fsdd)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ import tempfile
 import numpy as np
 import pytest
 
-FSDD_DIR = os.environ.get("STATEPORT_FSDD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                                                              "data", "fsdd", "recordings"))
-if not os.path.isdir(FSDD_DIR):
-    FSDD_DIR = "/work/shared/data/fsdd/recordings"
+# The recordings these tests name ship with the repository (tests/data/fsdd, with its attribution),
+# so they run on a clone with nothing beside it; they never read ../shared.
+FSDD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fsdd")
 
 needs_fsdd = pytest.mark.skipif(not glob.glob(os.path.join(FSDD_DIR, "*.wav")),
-                                reason="FSDD recordings (shared/data/fsdd/recordings) are not present")
+                                reason="tests/data/fsdd (shipped with the repository) is missing")
 
 _TMP = tempfile.mkdtemp(prefix="stateport-stream-tests-")
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
