@@ -82,7 +82,11 @@ def _wer(refs: list, hyps: list) -> float:
 
 def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = True, seconds: float = 60.0,
              live: bool = True, log=print) -> dict:
-    """Run the whole job; returns the report (also written to ``out_dir/report.json``)."""
+    """Run the whole job; returns the report (also written to ``out_dir/report.json``).
+
+    ``log`` receives one line per step (the CLI prints them, or sends them to stderr with --json);
+    :func:`render_table` of ``report["artifacts"]`` is the summary table.
+    """
     from .export import export_model
     from .runtime.streamer import Streamer
 
@@ -165,9 +169,6 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
               "metrics_shipped": _shipped_metrics(),
               "artifacts": [row.__dict__ for row in rows]}
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    log("")
-    log(render_table(rows))
-    log(f"\nreport: {out / 'report.json'}  ({report['elapsed_s']:.1f} s)")
     return report
 
 
@@ -177,6 +178,8 @@ def _shipped_metrics() -> dict | None:
 
 
 def render_table(rows: list) -> str:
+    """The demo's summary: one line per artifact (ArtifactRow, or its dict from the report)."""
+    rows = [ArtifactRow(**r) if isinstance(r, dict) else r for r in rows]
     head = f"{'artifact':<16} {'size':>9} {'parity max|diff|':>17} {'RTF':>8} {'latency p50':>12} {'p95':>8} {'WER (demo clips)':>17}"
     lines = [head, "-" * len(head)]
     for r in rows:

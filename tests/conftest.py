@@ -1,5 +1,14 @@
 import pytest
 
+import corpus
+
+# Before any test module is imported: a machine without FSDD gets the recordings we ship (corpus.py).
+FSDD_NOTE = corpus.install()
+
+
+def pytest_report_header(config):
+    return FSDD_NOTE
+
 
 @pytest.fixture(scope="session")
 def tiny_lstm_ctc(tmp_path_factory):

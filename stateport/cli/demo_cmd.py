@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from .args import positive_float
+
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="export, verify, quantize and stream the built-in digit recogniser")
@@ -13,9 +16,13 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..demo import run_demo
+    from .. import progress
+    from ..demo import render_table, run_demo
 
-    quiet = args.json
-    report = run_demo(args.out_dir, quantize=not args.no_quantize, seconds=args.seconds, live=not quiet,
-                      log=(lambda *a, **k: None) if quiet else print)
+    # The demo's narrative is its output (stdout); with --json it becomes progress on stderr.
+    report = run_demo(args.out_dir, quantize=not args.no_quantize, seconds=args.seconds, live=not args.json,
+                      log=progress.step if args.json else print)
+    if not args.json:
+        print("\n" + render_table(report["artifacts"]))
+        print(f"\nreport: {os.path.join(report['out_dir'], 'report.json')}  ({report['elapsed_s']:.1f} s)")
     return 0, report

@@ -27,6 +27,7 @@ def _name_of(path: str) -> str:
 
 
 def run(args):
+    from .. import progress
     from ..atomic import check_output_path
     from ..quantize.drift import DriftConfig, drift_soak
     from ..train.quantize_data import fsdd_soak_audio, held_out_speaker
@@ -39,7 +40,10 @@ def run(args):
     cfg = DriftConfig(minutes=args.minutes, divergence_window_s=args.divergence_window_s,
                       wer_window_s=args.wer_window_s, vad=args.vad)
     audio = fsdd_soak_audio(cfg, tuple(args.speaker or ()) or (held_out_speaker(args.checkpoint),))
-    doc = drift_soak(models, args.out, audio=audio, cfg=cfg, log=(lambda *_: None) if args.json else print)
+    minutes = len(audio.waveform) / audio.sample_rate_hz / 60
+    with progress.task(f"drift soak: {minutes:.1f} min of speech through {len(models)} models, "
+                       "without and with reset"):
+        doc = drift_soak(models, args.out, audio=audio, cfg=cfg, log=progress.step)
     if not args.json:
         print(f"{doc['audio_seconds'] / 60:.1f} min, {doc['resets']} resets (longest interval "
               f"{doc['max_reset_interval_s']} s); peak state divergence from fp32:")

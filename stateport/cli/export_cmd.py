@@ -41,13 +41,17 @@ def add_parser(sub):
 
 
 def run(args):
+    from .. import progress
     from ..export import export_model
 
-    result = export_model(args.out, arch=args.arch, size=args.size, module=args.module, checkpoint=args.checkpoint,
-                          chunk_frames=args.chunk_frames, static=args.static, verify=not args.no_verify,
-                          seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter, seed=args.seed,
-                          backend=args.backend, quantize=args.quantize,
-                          backend_options={"state": "coreml"} if args.coreml_state else None)
+    what = args.arch + (f" ({args.size})" if args.size else "") if args.arch else args.module
+    proof = "without the parity proof" if args.no_verify else f"and prove parity over {args.seconds:g} s"
+    with progress.task(f"export {what} to {args.backend} {proof}"):
+        result = export_model(args.out, arch=args.arch, size=args.size, module=args.module, checkpoint=args.checkpoint,
+                              chunk_frames=args.chunk_frames, static=args.static, verify=not args.no_verify,
+                              seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter,
+                              seed=args.seed, backend=args.backend, quantize=args.quantize,
+                              backend_options={"state": "coreml"} if args.coreml_state else None)
     if not args.json:
         # A multi-graph architecture (a transducer) writes one file per graph into a folder.
         for one in (result.graphs or {"": result}).values():

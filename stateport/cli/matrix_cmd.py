@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from .args import positive_float
 
 
@@ -28,15 +26,16 @@ def add_parser(sub):
 
 
 def run(args):
+    from .. import progress
     from ..export.matrix import markdown_matrix, parity_matrix
 
-    def progress(cell):
-        # stderr: stdout stays one document (the table, or the JSON with --json)
-        print(f"  {cell.arch:<12} {cell.backend:<11} {cell.text()[:100]}  ({cell.seconds_taken:g} s)",
-              file=sys.stderr, flush=True)
+    def cell_done(cell):
+        # stderr (progress): stdout stays one document (the table, or the JSON with --json)
+        progress.step(f"{cell.arch:<12} {cell.backend:<11} {cell.text()[:100]}  ({cell.seconds_taken:g} s)")
 
+    progress.step(f"export every architecture ({args.size}) with every backend, {args.seconds:g} s parity proofs")
     cells = parity_matrix(size=args.size, seconds=args.seconds, archs=args.archs, backends=args.backends,
-                          progress=progress, isolate=not args.in_process)
+                          progress=cell_done, isolate=not args.in_process)
     if not args.json:
         print(markdown_matrix(cells))
     failed = any(c.status in ("fail", "error") for c in cells)

@@ -53,33 +53,38 @@ def _digit_inputs(card, recipe: str, args, *, needs_calib: bool, needs_qat: bool
 
 
 def run(args):
+    from .. import progress
     from ..errors import InvalidInputError
     from ..quantize.recipes import QatInt8Config, StaticInt8Config, get_recipe
     from ..runtime.model_file import read_card
 
     if args.out is None:
         raise InvalidInputError("give -o/--out (an .onnx path; a folder with --table)")
-    log = (lambda *_: None) if args.json else print
+    log = progress.step  # progress on stderr: stdout is the result
     card = read_card(args.model)
     if args.table:
         from ..quantize.accuracy import accuracy_table
         from ..train.quantize_data import held_out_set, held_out_speaker
 
-        calib, qat = _digit_inputs(card, args.qat_recipe, args, needs_calib=True, needs_qat=True)
-        data = held_out_set(held_out_speaker(args.checkpoint), utterances=args.table_utterances)
-        table = accuracy_table(args.model, args.out, data=data, checkpoint=args.checkpoint, calib=calib, qat=qat,
-                               qat_recipe=args.qat_recipe, log=log)
+        with progress.task(f"accuracy table of every recipe for {args.model} on {args.table_utterances} "
+                           "held-out utterances"):
+            calib, qat = _digit_inputs(card, args.qat_recipe, args, needs_calib=True, needs_qat=True)
+            data = held_out_set(held_out_speaker(args.checkpoint), utterances=args.table_utterances)
+            table = accuracy_table(args.model, args.out, data=data, checkpoint=args.checkpoint, calib=calib,
+                                   qat=qat, qat_recipe=args.qat_recipe, log=log)
         if not args.json:
             print(table.to_text())
         return 0, table.to_dict()
     from ..quantize import quantize_model
 
     cfg = get_recipe(args.recipe)
-    calib, qat = _digit_inputs(card, args.recipe, args, needs_calib=isinstance(cfg, StaticInt8Config),
-                               needs_qat=isinstance(cfg, QatInt8Config))
-    result = quantize_model(args.model, args.out, recipe=args.recipe, calib=calib, qat=qat, module=args.module,
-                            checkpoint=args.checkpoint, seconds=args.seconds, ort_optimization=args.ort_optimization,
-                            log=log)
+    with progress.task(f"quantize {args.model} ({args.recipe}), prove it over {args.seconds:g} s and measure it "
+                       "against fp32 on real speech"):
+        calib, qat = _digit_inputs(card, args.recipe, args, needs_calib=isinstance(cfg, StaticInt8Config),
+                                   needs_qat=isinstance(cfg, QatInt8Config))
+        result = quantize_model(args.model, args.out, recipe=args.recipe, calib=calib, qat=qat,
+                                module=args.module, checkpoint=args.checkpoint, seconds=args.seconds,
+                                ort_optimization=args.ort_optimization, log=log)
     if result.path is None:  # a torchrun worker other than rank 0
         return 0, result.to_dict()
     if not args.json:

@@ -126,7 +126,8 @@ def run(args):
     from ..train.trainer import train
 
     cfg = config_from_args(args)
-    result = train(cfg, args.out, progress=not (args.no_progress or args.json))
+    # tqdm writes to stderr: it may run beside --json (stdout stays one document); --quiet stops it.
+    result = train(cfg, args.out, progress=not (args.no_progress or args.quiet))
     doc = {"checkpoint": result.checkpoint_path, "best_step": result.best_step,
            "best_dev_wer": result.best_dev_wer, "history": result.history, "config": cfg.to_dict()}
     if not args.json:

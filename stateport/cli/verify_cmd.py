@@ -23,11 +23,13 @@ def add_parser(sub):
 
 
 def run(args):
+    from .. import progress
     from ..export import verify_file
 
-    report = verify_file(args.file, module=args.module, checkpoint=args.checkpoint, seconds=args.seconds,
-                         tolerance=args.tolerance, optimization=args.optimization,
-                         write_certificate=args.write_certificate)
+    with progress.task(f"rebuild the reference of {args.file} and prove parity over {args.seconds:g} s"):
+        report = verify_file(args.file, module=args.module, checkpoint=args.checkpoint, seconds=args.seconds,
+                             tolerance=args.tolerance, optimization=args.optimization,
+                             write_certificate=args.write_certificate)
     if not args.json:
         print(report.to_text())
     return 0, report.to_dict()

@@ -18,6 +18,7 @@ import os
 import tempfile
 from typing import Callable
 
+from .. import progress
 from ..errors import ModelFileError, ParityError, StateportError
 from ..verify import check_proof_options
 from ..verify.runners import one_torch_thread
@@ -103,6 +104,7 @@ def architecture_table(size: str = "tiny", seconds: float = 10.0, archs: list | 
     with tempfile.TemporaryDirectory(prefix="stateport-table-") as out_dir, one_torch_thread():
         for arch in selected:
             measure = _MEASURES.get(arch.name, measure_export)
+            progress.step(f"{arch.name} ({size}): export, {seconds:g} s parity proof, latency")
             try:
                 arch.config_for(size)
                 rows.append(measure(arch.name, size, float(seconds), out_dir))

@@ -5,10 +5,13 @@ import json
 from stateport.cli.main import main
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    # Nothing beside the package: the int8 step uses the shipped calibration set, never FSDD.
+    monkeypatch.setenv("STATEPORT_FSDD_DIR", str(tmp_path / "no-fsdd-here"))
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     assert report == json.loads((out / "report.json").read_text())
     rows = {r["artifact"]: r for r in report["artifacts"]}
     assert "fp32" in rows and "int8 (dynamic)" in rows
@@ -22,3 +25,6 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert len(row["transcripts"]) == 6
     assert fp32["wer"] <= 0.25 and int8["wer"] <= 0.25  # measured 0.125 both: see the README on the built-in model
     assert report["model"]["state_ports"] == ["windows_frames_in", "encoder_h_in", "encoder_c_in"]
+    # --json: stdout is the document alone; the steps went to stderr as progress, without library noise.
+    assert "1. export the built-in model" in captured.err and "4. stream 6 demo clips" in captured.err
+    assert "WARNING" not in captured.err and "pre-processing" not in captured.err

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from corpus import needs_full_fsdd
+
 from stateport.assets import builtin_dir
 from stateport.train.onsets import lead_ms, onset_report
 
@@ -13,6 +15,7 @@ def test_lead_is_the_silence_before_the_speech_onset():
     assert lead_ms(tone) == 0.0
 
 
+@needs_full_fsdd
 def test_cutting_word_onsets_costs_the_shipped_model_accuracy():
     r = onset_report(str(builtin_dir() / "checkpoint.pt"), "george", indices=range(0, 50, 5))
     assert r["recordings"] == 100 and r["without_lead"] + r["with_lead"] == 100

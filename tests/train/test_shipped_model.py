@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from corpus import needs_full_fsdd
+
 from stateport.assets import builtin_dir, default_model_path
 from stateport.demo import demo_clips, stream_clip
 from stateport.export.sources import sha256_file
@@ -60,6 +62,7 @@ def test_shipped_checkpoint_reproduces_the_shipped_onnx():
 
 
 @pytest.mark.slow
+@needs_full_fsdd
 def test_evaluate_checkpoint_reports_accuracy_proof_and_whether_the_speaker_was_heard(monkeypatch):
     """``python -m stateport.train.evaluate``: export with proof, then accuracy through the runtime."""
     from stateport.errors import ParityError

@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from corpus import needs_full_fsdd
+
 from stateport.assets import builtin_dir, default_model_path
 from stateport.errors import InvalidInputError
 from stateport.train.evaluate import evaluate, speaker_sets
@@ -33,6 +35,7 @@ def test_kept_checkpoints_are_ordered_by_step_and_split_raw_from_averaged(tmp_pa
         kept_checkpoints(str(tmp_path / "missing.evals"))
 
 
+@needs_full_fsdd
 def test_offline_figures_match_the_runtime_on_the_shipped_model():
     # Five recordings per digit and ten strings of the held-out speaker: the offline forward and
     # the exported model streamed in 20 ms reads must make the same errors (the export is proven
@@ -46,6 +49,7 @@ def test_offline_figures_match_the_runtime_on_the_shipped_model():
     assert offline[0]["utterances"] == 50 and offline[0]["wer"] < 0.4
 
 
+@needs_full_fsdd
 def test_sweep_summarises_each_set_over_the_checkpoints(tmp_path):
     folder = _evals_folder(tmp_path, ["step4500.pt", "step4750.pt"])
     result = sweep(kept_checkpoints(folder), "george", strings=4, indices=range(0, 50, 25))
