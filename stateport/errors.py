@@ -89,6 +89,12 @@ class PortNameError(InvalidInputError):
     code = "INVALID_PORT_NAME"
 
 
+class ModuleImportError(InvalidInputError):
+    """A user's ``--module FILE.py:OBJ`` that does not import or build (syntax error, exception, wrong object)."""
+
+    code = "MODULE_IMPORT"
+
+
 class UndeclaredStateError(StateportError):
     """A module that keeps state the export would silently lose."""
 

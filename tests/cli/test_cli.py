@@ -74,10 +74,16 @@ def test_verify_of_a_failing_export_exits_1_with_the_report(tmp_path, capsys):
     (["verify", "/nonexistent/model.onnx"], "does not exist"),
 ])
 def test_no_stack_trace_on_user_errors(argv, expected):
-    proc = subprocess.run([sys.executable, "-m", "stateport.cli.main", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "stateport.cli.main", *argv, "--quiet"], capture_output=True,
+                          text=True)
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # Without --quiet, progress lines may come first; the error is still one line, the last.
+    loud = subprocess.run([sys.executable, "-m", "stateport.cli.main", *argv], capture_output=True, text=True)
+    lines = loud.stderr.strip().splitlines()
+    assert loud.returncode == 2 and lines[-1] == proc.stderr.strip()
+    assert all(line.startswith("[") for line in lines[:-1]), lines
 
 
 def test_train_flags_become_the_training_config():
