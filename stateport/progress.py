@@ -11,8 +11,9 @@ Third-party noise: ONNX Runtime's quantizer calls ``logging.warning(...)`` on th
 which, with no handler there, makes Python install a stderr handler that prints every later
 root-level warning ("Please consider to run pre-processing before quantization"). :func:`enable`
 puts one handler on the root logger that shows other libraries' records at ERROR and above only,
-so real errors still reach the user and advice does not; ``STATEPORT_LOG_LEVEL=WARNING`` (or
-INFO, DEBUG) shows more of them when diagnosing.
+so real errors still reach the user and advice does not; torch's own logger (which has a handler of
+its own) gets the same threshold. ``STATEPORT_LOG_LEVEL=WARNING`` (or INFO, DEBUG) shows more of
+them when diagnosing.
 """
 
 from __future__ import annotations
@@ -23,20 +24,25 @@ import os
 import sys
 import threading
 import time
-from typing import Iterable, Iterator, TextIO
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, TextIO
 
-__all__ = ["LOGGER", "bar", "disable", "enable", "enabled", "step", "task"]
+__all__ = ["LOGGER", "bar", "disable", "enable", "enabled", "meter", "step", "task"]
 
 LOGGER = logging.getLogger("stateport")
 LOG_LEVEL_ENV = "STATEPORT_LOG_LEVEL"
 _TICK_S = 0.5
+TORCH_LOGS_ENV = "TORCH_LOGS"
 
 
+@dataclass
 class _State:
     handler: logging.Handler | None = None
     root_handler: logging.Handler | None = None
     stream: TextIO | None = None
     t0: float = 0.0
+    saved_levels: dict = field(default_factory=dict)
+    set_torch_logs: bool = False
 
 
 _state = _State()
@@ -73,30 +79,41 @@ class _Handler(logging.Handler):
             self.handleError(record)
 
 
-def enable(stream: TextIO | None = None) -> None:
-    """Show step messages on ``stream`` (default: the current stderr) and route third-party log records.
+def enable(stream: TextIO | None = None, *, steps: bool = True) -> None:
+    """Route third-party log records and, with ``steps``, show step messages on ``stream`` (default: stderr).
 
-    Idempotent: a second call replaces the first one's handlers.
+    ``steps=False`` (``--quiet``) keeps stateport's own messages silent but still keeps other
+    libraries' advice off the terminal. Idempotent: a second call replaces the first one's handlers.
     """
     disable()
     _state.stream, _state.t0 = stream, time.time()
-    handler = _Handler()
-    handler.setFormatter(_StepFormatter())
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    LOGGER.propagate = False
-    _state.handler = handler
+    if steps:
+        handler = _Handler()
+        handler.setFormatter(_StepFormatter())
+        LOGGER.addHandler(handler)
+        LOGGER.setLevel(logging.INFO)
+        LOGGER.propagate = False
+        _state.handler = handler
 
-    level_name = os.environ.get(LOG_LEVEL_ENV, "ERROR").upper()
-    level = logging.getLevelName(level_name)
+    level = logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "ERROR").upper())
+    level = level if isinstance(level, int) else logging.ERROR
     root_handler = _Handler()
-    root_handler.setLevel(level if isinstance(level, int) else logging.ERROR)
+    root_handler.setLevel(level)
     root_handler.addFilter(_ThirdPartyFilter())
     root_handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
     # A handler on the root logger also stops logging.warning() from calling basicConfig(),
     # which is how ONNX Runtime's advice reached the terminal.
     logging.getLogger().addHandler(root_handler)
     _state.root_handler = root_handler
+    # torch's logger writes through a handler of its own (e.g. the deprecation advice torchao's import
+    # triggers): the same threshold applies to it. torch sets that logger's level when it is imported,
+    # from $TORCH_LOGS ("-all": errors only), so before the import the variable says it, after it the level.
+    if "torch" not in sys.modules and TORCH_LOGS_ENV not in os.environ and level >= logging.ERROR:
+        os.environ[TORCH_LOGS_ENV] = "-all"
+        _state.set_torch_logs = True
+    torch_logger = logging.getLogger("torch")
+    _state.saved_levels["torch"] = torch_logger.level
+    torch_logger.setLevel(max(torch_logger.getEffectiveLevel(), level))
 
 
 def disable() -> None:
@@ -109,6 +126,12 @@ def disable() -> None:
     if _state.root_handler is not None:
         logging.getLogger().removeHandler(_state.root_handler)
         _state.root_handler = None
+    for name, level in _state.saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+    _state.saved_levels = {}
+    if _state.set_torch_logs:
+        os.environ.pop(TORCH_LOGS_ENV, None)
+        _state.set_torch_logs = False
     _state.stream = None
 
 
@@ -160,6 +183,26 @@ def task(message: str) -> Iterator[None]:
             stop.set()
             ticker.join()
     step(f"{message} done ({time.perf_counter() - t0:.1f} s)")
+
+
+@contextlib.contextmanager
+def meter(total: float, *, desc: str, unit: str = "s") -> Iterator[Callable[[float], None]]:
+    """Progress through ``total`` units that the caller counts: yields ``advance(n)``.
+
+    A tqdm bar on a terminal; elsewhere the start line only (``desc (total unit)``); nothing when silent.
+    """
+    if not enabled():
+        yield lambda n: None
+        return
+    if not _on_terminal():
+        step(f"{desc} ({total:g} {unit})")
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, file=_stream(), leave=False, dynamic_ncols=True,
+              bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]") as progress_bar:
+        yield progress_bar.update
 
 
 def bar(iterable: Iterable, *, total: int | None = None, desc: str = "", unit: str = "it") -> Iterable:

@@ -83,8 +83,7 @@ def main(argv: list | None = None) -> int:
         args = build_parser().parse_args(tokens)
     except StateportError as e:
         return _report(e, "--json" in tokens)
-    if not args.quiet:
-        progress.enable()
+    progress.enable(steps=not args.quiet)
     try:
         try:
             code, doc = args.run(args)

@@ -59,6 +59,21 @@ class _LivePrinter:
         self.stream.flush()
 
 
+class _MeteredSource:
+    """A FileSource that reports each block it hands out to ``advance(seconds)`` (progress of a long file)."""
+
+    def __init__(self, source, advance):
+        self._source, self._advance = source, advance
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+    def poll(self, now):
+        blocks = self._source.poll(now)
+        self._advance(sum(b.shape[0] for b in blocks) / self._source.sample_rate_hz)
+        return blocks
+
+
 def _finite(value):
     return value if value is not None and math.isfinite(value) else None
 
@@ -92,7 +107,13 @@ def run(args):
         source = MicrophoneSource(sample_rate_hz=streamer.sample_rate_hz, read_ms=args.read_ms,
                                   duration_s=args.seconds)
     printer = None if args.json else _LivePrinter(sys.stdout)
-    report = run_paced(streamer, source, policy, on_events=printer)
+    if args.mic or (printer is not None and printer.tty):  # live partials on a terminal are the progress
+        report = run_paced(streamer, source, policy, on_events=printer)
+    else:  # --json or a pipe: a bar (or one line) on stderr over the file's audio seconds
+        from .. import progress
+
+        with progress.meter(source.duration_s, desc=f"stream {args.audio}") as advance:
+            report = run_paced(streamer, _MeteredSource(source, advance), policy, on_events=printer)
     result = streamer.result()
     summary = report.summary()
     doc = {
