@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .assets import MissingAssetError, builtin_dir, calibration_dir
+from .errors import InvalidInputError
 
 READ_SAMPLES = 320  # 20 ms reads at 16 kHz, as a microphone callback delivers them
 
@@ -91,7 +92,14 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
     from .runtime.streamer import Streamer
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"-o {out}: is a file; the demo writes a folder (its artifacts and report.json)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInputError(f"-o {out}: cannot create the folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"-o {out}: the folder is not writable")
     checkpoint = builtin_dir() / "checkpoint.pt"
     if not checkpoint.is_file():
         raise MissingAssetError(f"the built-in checkpoint is missing ({checkpoint}); reinstall stateport")
