@@ -265,7 +265,8 @@ def test_user_module_that_does_not_import(files, capsys, tmp_path, spec, surface
 def test_export_output_path_that_cannot_be_written(files, capsys, tmp_path, case):
     if case == "read_only_folder" and hasattr(os, "geteuid") and os.geteuid() == 0:
         pytest.xfail("root writes into a read-only folder")  # keeps the strict marker meaningful elsewhere
-    target = {"missing_folder": tmp_path / "no" / "such" / "m.onnx", "onto_a_folder": tmp_path,
+    (tmp_path / "folder.onnx").mkdir()
+    target = {"missing_folder": tmp_path / "no" / "such" / "m.onnx", "onto_a_folder": tmp_path / "folder.onnx",
               "under_a_file": os.path.join(files["ok"], "m.onnx"), "empty": "",
               "read_only_folder": tmp_path / "ro" / "m.onnx"}[case]
     if case == "read_only_folder":
