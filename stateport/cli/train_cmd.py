@@ -147,8 +147,11 @@ def run(args):
 
     check_checkpoint_path(args.out)
     cfg = config_from_args(args)
-    # tqdm writes to stderr: it may run beside --json (stdout stays one document); --quiet stops it.
-    result = train(cfg, args.out, progress=not (args.no_progress or args.quiet))
+    from .. import progress
+
+    # The bar and the evaluations go to stderr: they may run beside --json (stdout stays one
+    # document); --quiet (or --no-progress) stops the bar, --quiet the lines too.
+    result = train(cfg, args.out, progress=not (args.no_progress or args.quiet), log=progress.step)
     doc = {"checkpoint": result.checkpoint_path, "best_step": result.best_step,
            "best_dev_wer": result.best_dev_wer, "history": result.history, "config": cfg.to_dict()}
     if not args.json:

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -257,7 +258,9 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, desc=f"train {cfg.arch}/{cfg.size} (test {cfg.test_speaker})", unit="step")
+        # disable=None: a bar on a terminal only, not thousands of redraws in a log file
+        bar = tqdm(total=cfg.steps, desc=f"train {cfg.arch}/{cfg.size} (test {cfg.test_speaker})", unit="step",
+                   disable=None)
     t0 = time.time()
     running = None
     for step in range(cfg.steps):
@@ -289,7 +292,8 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
                 _save_eval_checkpoints(out_path, step + 1, kept, model if ema is not None else None, cfg,
                                        arch_config, split, {"wer": wer, "step": step + 1}, history)
             msg = f"step {step + 1}: loss {running:.3f}, dev WER {100 * wer:.2f} % (best {100 * best['wer']:.2f} % @ {best['step']})"
-            (bar.write if bar else log)(msg)
+            # stderr, where the bar is: stdout is the caller's (one JSON document with --json)
+            bar.write(msg, file=sys.stderr) if bar else log(msg)
     if bar:
         bar.close()
     model.load_state_dict(best["state"])
@@ -411,7 +415,7 @@ def _draw_pool(batches, cfg: TrainConfig, *, progress: bool, log) -> list:
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.pool_batches, desc="pool of training batches", unit="batch")
+        bar = tqdm(total=cfg.pool_batches, desc="pool of training batches", unit="batch", disable=None)
     else:
         log(f"drawing a pool of {cfg.pool_batches} training batches")
     pool = []

@@ -109,3 +109,13 @@ def test_train_flags_become_the_training_config():
     assert cfg.fsdd_weight == 2.0 and cfg.synthetic_weight == 0.5
     default = config_from_args(build_parser().parse_args(["train", "-o", "x.pt"]))
     assert default.recorded_voices == ("kal16", "awb", "rms", "slt") and default.voice_shift_weight == 0.0
+
+
+def test_train_json_is_one_document_and_its_progress_is_on_stderr(tmp_path, capsys):
+    out = str(tmp_path / "ck.pt")
+    assert main(["train", "-o", out, "--size", "tiny", "--steps", "2", "--eval-every", "1", "--batch-size", "4",
+                 "--no-synthetic", "--data-workers", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["checkpoint"] == out and [h["step"] for h in doc["history"]] == [1, 2]
+    assert "step 2: loss" in captured.err
