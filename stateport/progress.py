@@ -1,11 +1,12 @@
 """Progress of long work on stderr (never stdout), and other libraries' log noise kept off the terminal.
 
 Library code reports what it is doing with :func:`step` (one line), :func:`task` (one line now,
-the elapsed time ticking on a terminal, "done" with the seconds after) and :func:`bar` (a tqdm
-bar on a terminal). All of it goes to the ``stateport`` logger at INFO, which by Python's rules
-shows nothing until a handler is installed: a library user sees no output unless they ask for it
-(``logging.basicConfig(level=logging.INFO)``, or :func:`enable`). The CLI calls :func:`enable`
-unless ``--quiet``; ``--json`` keeps stdout one JSON document because all of this is on stderr.
+the elapsed time ticking on a terminal, "done" with the seconds after) and :func:`meter` (a tqdm
+bar over a quantity the caller counts, on a terminal). All of it goes to the ``stateport`` logger
+at INFO, which by Python's rules shows nothing until a handler is installed: a library user sees
+no output unless they ask for it (``logging.basicConfig(level=logging.INFO)``, or :func:`enable`).
+The CLI calls :func:`enable` (``--quiet``: without the steps); ``--json`` keeps stdout one JSON
+document because all of this is on stderr.
 
 Third-party noise: ONNX Runtime's quantizer calls ``logging.warning(...)`` on the *root* logger,
 which, with no handler there, makes Python install a stderr handler that prints every later
@@ -25,9 +26,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
-__all__ = ["LOGGER", "bar", "disable", "enable", "enabled", "meter", "step", "task"]
+__all__ = ["LOGGER", "disable", "enable", "enabled", "meter", "step", "task"]
 
 LOGGER = logging.getLogger("stateport")
 LOG_LEVEL_ENV = "STATEPORT_LOG_LEVEL"
@@ -203,16 +204,3 @@ def meter(total: float, *, desc: str, unit: str = "s") -> Iterator[Callable[[flo
     with tqdm(total=total, desc=desc, unit=unit, file=_stream(), leave=False, dynamic_ncols=True,
               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]") as progress_bar:
         yield progress_bar.update
-
-
-def bar(iterable: Iterable, *, total: int | None = None, desc: str = "", unit: str = "it") -> Iterable:
-    """``iterable`` with a tqdm bar on a terminal; a start line elsewhere; unchanged when silent."""
-    if not enabled():
-        return iterable
-    if not _on_terminal():
-        if desc:
-            step(desc + (f" ({total} {unit})" if total else ""))
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=_stream(), leave=False, dynamic_ncols=True)

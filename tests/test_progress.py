@@ -29,7 +29,6 @@ def test_silent_for_a_library_user(capsys):
     progress.step("a step")
     with progress.task("a task"):
         pass
-    assert list(progress.bar([1, 2], desc="items")) == [1, 2]
     with progress.meter(3.0, desc="audio") as advance:
         advance(1.0)
     assert capsys.readouterr() == ("", "")
