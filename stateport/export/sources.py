@@ -53,7 +53,7 @@ def load_module_object(spec: str, *, seed: int = 0) -> StreamingModule:
     syntax error, an exception at import or in the builder, an object that is not a model) is a
     ModuleImportError (``error[MODULE_IMPORT]``, exit 2) naming the file and line.
     """
-    if ":" not in spec:
+    if not isinstance(spec, str) or ":" not in spec:
         raise InvalidInputError(f"--module {spec!r}: expected FILE.py:OBJECT")
     path, _, obj_name = spec.rpartition(":")
     if os.path.isdir(path) or (os.path.exists(path) and not path.endswith(".py")):

@@ -97,8 +97,8 @@ def load_fsdd(
     unknown = wanted_speakers - set(found)
     if unknown:
         raise InvalidInputError(f"unknown FSDD speaker(s) {sorted(unknown)}; available: {found}")
-    wanted_indices = None if indices is None else {int(i) for i in indices}
-    wanted_digits = None if digits is None else _digit_set(digits)
+    wanted_indices = None if indices is None else _int_set(indices, "indices", 0, 49)
+    wanted_digits = None if digits is None else _int_set(digits, "digits", 0, 9)
 
     clips = []
     for speaker, digit, index, path in sorted(entries):
@@ -138,11 +138,15 @@ def _as_name_set(names: Iterable[str], what: str) -> set[str]:
     return out
 
 
-def _digit_set(digits: Iterable[int]) -> set[int]:
-    out = {int(d) for d in digits}
-    bad = sorted(d for d in out if not 0 <= d <= 9)
+def _int_set(values: Iterable[int], what: str, low: int, high: int) -> set[int]:
+    """``values`` as a set of integers in [low, high], or InvalidInputError saying what was expected."""
+    try:
+        out = {int(v) for v in values}
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be integers {low}..{high}, got {values!r}") from None
+    bad = sorted(v for v in out if not low <= v <= high)
     if bad:
-        raise InvalidInputError(f"digits must be in 0..9, got {bad}")
+        raise InvalidInputError(f"{what} must be in {low}..{high}, got {bad}")
     return out
 
 

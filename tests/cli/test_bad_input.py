@@ -254,6 +254,13 @@ def test_user_module_that_does_not_import(files, capsys, tmp_path, spec, surface
         assert error.message.endswith("mod_builder_raises.py:6")  # the line that raised, in the user's file
 
 
+@pytest.mark.parametrize("spec", [123, None, "no_colon.py"])
+def test_module_spec_that_is_not_file_colon_object(spec):
+    from stateport.export.sources import load_module_object
+
+    assert_api_error(lambda: load_module_object(spec), {"INVALID_INPUT"}, contains="expected FILE.py:OBJECT")
+
+
 # --------------------------------------------------------------------------------------------------
 # Output paths
 
@@ -430,3 +437,13 @@ def test_closed_pipe_in_process_returns_sigpipe_status(files, monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["inspect", files["good"], "--quiet"]) == SIGPIPE_EXIT_STATUS
+
+
+@pytest.mark.parametrize("kwargs", [{"indices": ["a"]}, {"indices": [60]}, {"digits": [11]}, {"digits": ["x"]},
+                                    {"speakers": ["nobody"]}, {"speakers": [3]}],
+                         ids=["index_not_int", "index_60", "digit_11", "digit_not_int", "unknown_speaker",
+                              "speaker_not_str"])
+def test_fsdd_loader_arguments(kwargs):
+    from stateport.train.fsdd import load_fsdd
+
+    assert_api_error(lambda: load_fsdd(**kwargs), {"INVALID_INPUT"})
