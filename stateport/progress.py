@@ -196,7 +196,7 @@ def meter(total: float, *, desc: str, unit: str = "s") -> Iterator[Callable[[flo
         yield lambda n: None
         return
     if not _on_terminal():
-        step(f"{desc} ({total:g} {unit})")
+        step(f"{desc} ({round(total, 1):g} {unit})")
         yield lambda n: None
         return
     from tqdm import tqdm

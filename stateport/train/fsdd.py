@@ -44,23 +44,28 @@ _FILE_RE = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 
 def fsdd_dir() -> Path:
-    """The FSDD ``recordings`` folder: ``$STATEPORT_FSDD_DIR`` or ``<repo>/../shared/data/fsdd``.
+    """The FSDD ``recordings`` folder: ``$STATEPORT_FSDD_DIR``, else ``<checkout>/../shared/data/fsdd`` in a checkout.
 
     Either the data set root (holding ``recordings/``) or the recordings folder itself is
-    accepted. Raises MissingDataError (exit 2) naming both, the variable and where FSDD comes from:
-    only training, the accuracy table, the drift soak and quantizing without ``--calib`` need it
-    (the demo and the runtime run on what the package ships).
+    accepted. Raises MissingDataError (exit 2) naming where it looked, the variable and where FSDD
+    comes from: only training, the accuracy table, the drift soak, QAT and quantizing without
+    ``--calib`` need it (the demo and the runtime run on what the package ships).
     """
     env = os.environ.get(FSDD_DIR_ENV)
-    # stateport/train/fsdd.py -> parents[2] is the repository root.
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd"
+    # stateport/train/fsdd.py -> parents[2] is the checkout's root (an installed package has none).
+    checkout = Path(__file__).resolve().parents[2]
+    default = checkout.parent / "shared" / "data" / "fsdd" if (checkout / "pyproject.toml").is_file() else None
     root = Path(env) if env else default
-    for candidate in (root / "recordings", root):
+    for candidate in () if root is None else (root / "recordings", root):
         if candidate.is_dir() and any(candidate.glob("*_*_*.wav")):
             return candidate
-    where = f"${FSDD_DIR_ENV}={env!r}" if env else f"the default {default}"
+    if env:
+        where = f"${FSDD_DIR_ENV}={env!r}"
+    else:
+        where = f"{default} (next to the checkout), and " if default else ""
+        where += f"{FSDD_DIR_ENV} is not set"
     raise MissingDataError(
-        f"FSDD recordings not found at {where}: training, `quantize --table`, `drift` and quantizing "
+        f"FSDD recordings not found ({where}): training, `quantize --table`, `drift`, qat-int8 and quantizing "
         f"without --calib read the Free Spoken Digit Dataset (CC BY-SA 4.0): `git clone {FSDD_URL}` and set "
         f"{FSDD_DIR_ENV} to that folder (or its recordings/ of '{{digit}}_{{speaker}}_{{index}}.wav' files)"
     )
