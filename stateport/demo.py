@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .assets import MissingAssetError, builtin_dir, calibration_dir
-from .errors import InvalidInputError
+from .atomic import atomic_write_text, check_output_path
+from .errors import OutputPathError
 
 READ_SAMPLES = 320  # 20 ms reads at 16 kHz, as a microphone callback delivers them
 
@@ -91,15 +92,11 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
     from .export import export_model
     from .runtime.streamer import Streamer
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"-o {out}: is a file; the demo writes a folder (its artifacts and report.json)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InvalidInputError(f"-o {out}: cannot create the folder ({e.strerror})") from None
+    # A folder the demo fills (a previous demo's is reused): refused before any work if it cannot be.
+    out = Path(check_output_path(out_dir, directory=True, replaceable=lambda _: True))
+    out.mkdir(exist_ok=True)
     if not os.access(out, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"-o {out}: the folder is not writable")
+        raise OutputPathError(f"cannot write into {os.fspath(out)!r}: the folder is not writable")
     checkpoint = builtin_dir() / "checkpoint.pt"
     if not checkpoint.is_file():
         raise MissingAssetError(f"the built-in checkpoint is missing ({checkpoint}); reinstall stateport")
@@ -176,7 +173,7 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
                         "state_ports": [s.name for s in card.states]},
               "metrics_shipped": _shipped_metrics(),
               "artifacts": [row.__dict__ for row in rows]}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     return report
 
 

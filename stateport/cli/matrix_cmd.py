@@ -11,7 +11,8 @@ def add_parser(sub):
     p = sub.add_parser("matrix", help="export every architecture with every backend and prove parity "
                                       "(a table of max |diff|, pass/fail, or the converter's error)")
     p.add_argument("--size", default="tiny", help="architecture size to export (default tiny)")
-    p.add_argument("--seconds", type=positive_float, default=5.0, help="input length of each parity proof (default 5 s)")
+    p.add_argument("--seconds", type=positive_float, default=5.0,
+                   help="input length of each parity proof (default 5 s)")
     p.add_argument("--arch", action="append", dest="archs", metavar="NAME", help="limit to this architecture "
                    "(repeatable)")
     p.add_argument("--backend", action="append", dest="backends", metavar="NAME",

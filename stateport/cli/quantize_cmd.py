@@ -31,7 +31,8 @@ def add_parser(sub):
     p.add_argument("--checkpoint", help="the float checkpoint the model was exported from (QAT fine-tunes it; "
                                         "its recipe names the test speaker calibration must not use)")
     p.add_argument("--module", help="FILE.py:OBJ, for models exported from --module (QAT rebuilds them)")
-    p.add_argument("--seconds", type=positive_float, default=20.0, help="input length of the parity proofs (at least 1 s)")
+    p.add_argument("--seconds", type=positive_float, default=20.0,
+                   help="input length of the parity proofs (at least 1 s)")
     p.add_argument("--ort-optimization", choices=ORT_LEVELS,
                    help="ONNX Runtime level the client uses (default: the recipe's)")
     p.add_argument("--table", action="store_true", help="accuracy table of every recipe on the held-out speaker")

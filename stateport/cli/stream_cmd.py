@@ -17,7 +17,8 @@ def add_parser(sub):
     p.add_argument("--mic", action="store_true", help="read the microphone (needs sounddevice) instead of a file")
     p.add_argument("--seconds", type=positive_float, default=10.0, help="with --mic: how long to listen")
     p.add_argument("--vad", action="store_true", help="Silero VAD endpointing: reset state and finalize per utterance")
-    p.add_argument("--min-silence-ms", type=positive_float, default=500.0, help="with --vad: trailing silence that ends an utterance")
+    p.add_argument("--min-silence-ms", type=positive_float, default=500.0,
+                   help="with --vad: trailing silence that ends an utterance")
     p.add_argument("--decoder", default="greedy", choices=["greedy", "beam"])
     p.add_argument("--read-ms", type=positive_float, default=20.0, help="audio per read")
     p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads")

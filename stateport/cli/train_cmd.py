@@ -122,30 +122,11 @@ def config_from_args(args):
                        keep_eval_checkpoints=args.keep_eval_checkpoints)
 
 
-def check_checkpoint_path(path: str) -> None:
-    """Refuse, before any training, a checkpoint path the first save would fail on (the trainer makes
-    missing folders, so the nearest existing one must be a writable folder)."""
-    import os
-
-    from ..errors import InvalidInputError
-
-    if not path.strip():
-        raise InvalidInputError("-o: the checkpoint path is empty")
-    if os.path.isdir(path):
-        raise InvalidInputError(f"-o {path!r} is a folder: give the checkpoint's file path (.pt)")
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise InvalidInputError(f"-o {path!r}: {folder!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"-o {path!r}: the folder {folder!r} is not writable")
-
-
 def run(args):
+    from ..atomic import check_output_path
     from ..train.trainer import train
 
-    check_checkpoint_path(args.out)
+    check_output_path(args.out)  # before any training: the first save would fail there
     cfg = config_from_args(args)
     from .. import progress
 

@@ -10,7 +10,8 @@ def add_parser(sub):
     p = sub.add_parser("verify", help="prove an exported model equals its torch reference, streaming and offline")
     p.add_argument("file", help="an exported file (.onnx, .tflite, .pte, OpenVINO .xml, .mlpackage), or the folder "
                                 "of a multi-graph export")
-    p.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS, help="input length (default 60 s, at least 1 s)")
+    p.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
+                   help="input length (default 60 s, at least 1 s)")
     p.add_argument("--tolerance", type=nonneg_float, default=None,
                    help="max |diff| allowed (default: the file's own: 1e-4, or its quantization's bound)")
     p.add_argument("--module", help="FILE.py:OBJ, for models exported from --module")

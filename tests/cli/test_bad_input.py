@@ -4,9 +4,6 @@ One test per class, parametrised over its cases. The CLI runs in-process (``main
 same parser, verbs and error handling as the console script; anything but a StateportError would
 escape as an exception and fail the test), except where the process itself is what is tested
 (SIGPIPE). Each case asserts the exit status, the error code and that stderr is that one line.
-
-Cases that other branches implement are marked ``xfail(strict=True)`` with the branch named:
-they pass once it lands, and the marker must then go.
 """
 
 from __future__ import annotations
@@ -24,11 +21,6 @@ import soundfile as sf
 
 from stateport.cli.main import SIGPIPE_EXIT_STATUS, main
 from stateport.errors import StateportError
-
-RUNTIME = pytest.mark.xfail(strict=True, reason="trust on load lands with the runtime branch")
-RUNTIME_AUDIO = pytest.mark.xfail(strict=True, reason="audio input checks land with the runtime branch")
-EXPORT = pytest.mark.xfail(strict=True, reason="destination, proof-option and calibration checks land with the "
-                                               "export branch")
 
 
 def cli_error(capsys, *argv) -> tuple[int, str, str]:
@@ -155,9 +147,8 @@ def files(tiny_lstm_ctc, tmp_path_factory) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Trust on load (runtime branch)
+# Trust on load
 
-@RUNTIME
 @pytest.mark.parametrize("model", ["state_shape", "state_dtype"])
 @pytest.mark.parametrize("verb", ["inspect", "stream", "api"])
 def test_card_that_contradicts_its_graph(files, capsys, model, verb):
@@ -172,7 +163,6 @@ def test_card_that_contradicts_its_graph(files, capsys, model, verb):
         assert_cli_error(capsys, ["stream", files["ok"], "--model", path], {"CARD_GRAPH_MISMATCH"})
 
 
-@RUNTIME
 @pytest.mark.parametrize("model", ["failed_certificate", "no_certificate"])
 @pytest.mark.parametrize("verb", ["stream", "api"])
 def test_model_without_a_passed_certificate_is_refused_unless_allowed(files, capsys, model, verb):
@@ -264,11 +254,7 @@ def test_module_spec_that_is_not_file_colon_object(spec):
 # --------------------------------------------------------------------------------------------------
 # Output paths
 
-@pytest.mark.parametrize("case", [
-    pytest.param("missing_folder", marks=EXPORT), pytest.param("onto_a_folder", marks=EXPORT),
-    pytest.param("under_a_file", marks=EXPORT), pytest.param("empty", marks=EXPORT),
-    pytest.param("read_only_folder", marks=EXPORT),
-])
+@pytest.mark.parametrize("case", ["missing_folder", "onto_a_folder", "under_a_file", "empty", "read_only_folder"])
 def test_export_output_path_that_cannot_be_written(files, capsys, tmp_path, case):
     if case == "read_only_folder" and hasattr(os, "geteuid") and os.geteuid() == 0:
         pytest.skip("running as root, which writes into a read-only folder: nothing to refuse")
@@ -288,10 +274,11 @@ def test_export_output_path_that_cannot_be_written(files, capsys, tmp_path, case
     ["train", "-o", "{folder}"],                 # a folder where the checkpoint goes
     ["train", "-o", "{ok}/ck.pt"],               # under a file
     ["train", "-o", ""],
-], ids=["demo_onto_file", "train_onto_folder", "train_under_file", "train_empty"])
+    ["demo", "-o", "{dir}/no/such/folder"],        # the demo fills a folder; its parent must exist, as for export
+], ids=["demo_onto_file", "train_onto_folder", "train_under_file", "train_empty", "demo_missing_parent"])
 def test_demo_and_train_output_path_that_cannot_be_written(files, capsys, argv):
     argv = [a.format(**files) for a in argv]
-    assert_cli_error(capsys, argv, {"INVALID_OUTPUT", "INVALID_INPUT"})
+    assert_cli_error(capsys, argv, {"INVALID_OUTPUT"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,13 +290,11 @@ def test_stream_of_something_that_is_not_audio(files, capsys, name):
     assert_cli_error(capsys, ["stream", path, "--model", files["good"]], {"INVALID_AUDIO_FILE"})
 
 
-@RUNTIME_AUDIO
 @pytest.mark.parametrize("name", ["rate_100", "rate_1", "rate_1MHz", "unscaled_int16"])
 def test_stream_of_implausible_audio(files, capsys, name):
     assert_cli_error(capsys, ["stream", files[name], "--model", files["good"]], {"INVALID_AUDIO_FILE", "INVALID_INPUT"})
 
 
-@RUNTIME_AUDIO
 @pytest.mark.parametrize("rate, scale", [(100, 1.0), (1, 1.0), (10_000_000, 1.0), (16000, 32768.0)],
                          ids=["100Hz", "1Hz", "10MHz", "unscaled_int16"])
 def test_streamer_refuses_implausible_audio(files, rate, scale):
@@ -321,9 +306,8 @@ def test_streamer_refuses_implausible_audio(files, rate, scale):
 
 
 # --------------------------------------------------------------------------------------------------
-# Calibration data (export branch)
+# Calibration data
 
-@EXPORT
 @pytest.mark.parametrize("name", ["calib_unreadable", "calib_short"])
 def test_calibration_folder_that_cannot_calibrate(files, capsys, tmp_path, name):
     pytest.importorskip("torchao", reason="the quantize extra is not installed")
@@ -373,7 +357,6 @@ def test_command_line_errors_are_typed_json_with_json(capsys):
     assert error["code"] == "INVALID_ARGUMENT" and "--seconds" in error["message"]
 
 
-@EXPORT
 @pytest.mark.parametrize("call", ["export_seconds", "export_tolerance", "verify_seconds", "quantize_seconds"])
 def test_library_refuses_a_proof_no_certificate_should_rest_on(files, tmp_path, call):
     from stateport.export import export_model, verify_file
