@@ -48,7 +48,15 @@ def _digit_inputs(card, recipe: str, args, *, needs_calib: bool, needs_qat: bool
 
     calib = args.calib
     if needs_calib and calib is None:
-        calib = fsdd_calibration(args.checkpoint)
+        from ..errors import MissingDataError
+
+        try:
+            calib = fsdd_calibration(args.checkpoint)
+        except MissingDataError as e:  # the package ships the training speakers' recordings: say so
+            from ..assets import calibration_dir
+
+            raise MissingDataError(f"{e.message}; or calibrate on the 40 recordings the package ships: "
+                                   f"--calib {calibration_dir()}") from None
     qat = DigitQatTask.for_card(card, checkpoint=args.checkpoint, recipe=recipe) if needs_qat else None
     return calib, qat
 

@@ -430,3 +430,12 @@ def test_fsdd_loader_arguments(kwargs):
     from stateport.train.fsdd import load_fsdd
 
     assert_api_error(lambda: load_fsdd(**kwargs), {"INVALID_INPUT"})
+
+
+def test_static_quantize_without_fsdd_names_the_shipped_calibration_set(files, capsys, monkeypatch, tmp_path):
+    from stateport.assets import calibration_dir
+
+    monkeypatch.setenv("STATEPORT_FSDD_DIR", str(tmp_path / "no-fsdd"))
+    message = assert_cli_error(capsys, ["quantize", files["good"], "-o", str(tmp_path / "q.onnx"),
+                                        "--recipe", "static-int8"], {"MISSING_DATA"})
+    assert message.endswith(f"--calib {calibration_dir()}")
