@@ -33,6 +33,7 @@ __all__ = ["LOGGER", "disable", "enable", "enabled", "meter", "step", "task"]
 LOGGER = logging.getLogger("stateport")
 LOG_LEVEL_ENV = "STATEPORT_LOG_LEVEL"
 _TICK_S = 0.5
+_QUIET_START_S = 1.0  # task(): work shorter than this says nothing
 TORCH_LOGS_ENV = "TORCH_LOGS"
 
 
@@ -53,7 +54,8 @@ class _StepFormatter(logging.Formatter):
     """``[  12.3 s] message``: seconds since :func:`enable`, so a slow step shows where time goes."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"[{record.created - _state.t0:6.1f} s] {record.getMessage()}"
+        at = getattr(record, "started_at", record.created)
+        return f"[{at - _state.t0:6.1f} s] {record.getMessage()}"
 
 
 class _ThirdPartyFilter(logging.Filter):
@@ -74,7 +76,9 @@ class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             stream = _stream()
-            stream.write(self.format(record) + "\n")
+            # On a terminal a task's ticker may hold the line: clear it first.
+            clear = "\r\033[K" if hasattr(stream, "isatty") and stream.isatty() else ""
+            stream.write(clear + self.format(record) + "\n")
             stream.flush()
         except Exception:  # a closed pipe or file must not turn progress into a crash
             self.handleError(record)
@@ -155,35 +159,40 @@ def _on_terminal() -> bool:
 def task(message: str) -> Iterator[None]:
     """A step whose work reports nothing by itself (an export, a proof): say it, tick, say when it ends.
 
-    On a terminal the line shows the seconds elapsed while it runs; elsewhere (a log file, CI) only
-    the start line and ``... done (S s)`` are written. An exception ends the ticker and propagates.
+    The start line comes once the work has run for ``_QUIET_START_S`` (stamped with when it
+    started): work that ends sooner, like a refusal of bad input, prints nothing, so its error
+    stays the one line on stderr. Then, on a terminal, the seconds elapsed tick; elsewhere (a log
+    file, CI) only ``... done (S s)`` follows. An exception ends the ticker and propagates.
     """
     if not enabled():
         yield
         return
-    t0 = time.perf_counter()
-    step(message)
-    stop = threading.Event()
-    ticker = None
-    if _on_terminal():
-        stream = _stream()
+    t0, started_at = time.perf_counter(), time.time()
+    stop, said = threading.Event(), threading.Event()
+    terminal = _on_terminal()
 
-        def tick():
+    def watch():
+        if stop.wait(_QUIET_START_S):
+            return
+        LOGGER.info(message, extra={"started_at": started_at})
+        said.set()
+        if terminal:
+            stream = _stream()
             while not stop.wait(_TICK_S):
                 stream.write(f"\r\033[K  ... {time.perf_counter() - t0:.0f} s")
                 stream.flush()
             stream.write("\r\033[K")
             stream.flush()
 
-        ticker = threading.Thread(target=tick, name="stateport-progress", daemon=True)
-        ticker.start()
+    watcher = threading.Thread(target=watch, name="stateport-progress", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        if ticker is not None:
-            stop.set()
-            ticker.join()
-    step(f"{message} done ({time.perf_counter() - t0:.1f} s)")
+        stop.set()
+        watcher.join()
+    if said.is_set():
+        step(f"{message} done ({time.perf_counter() - t0:.1f} s)")
 
 
 @contextlib.contextmanager

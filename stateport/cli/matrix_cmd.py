@@ -34,9 +34,9 @@ def run(args):
         # stderr (progress): stdout stays one document (the table, or the JSON with --json)
         progress.step(f"{cell.arch:<12} {cell.backend:<11} {cell.text()[:100]}  ({cell.seconds_taken:g} s)")
 
-    progress.step(f"export every architecture ({args.size}) with every backend, {args.seconds:g} s parity proofs")
-    cells = parity_matrix(size=args.size, seconds=args.seconds, archs=args.archs, backends=args.backends,
-                          progress=cell_done, isolate=not args.in_process)
+    with progress.task(f"export every architecture ({args.size}) with every backend, {args.seconds:g} s parity proofs"):
+        cells = parity_matrix(size=args.size, seconds=args.seconds, archs=args.archs, backends=args.backends,
+                              progress=cell_done, isolate=not args.in_process)
     if not args.json:
         print(markdown_matrix(cells))
     failed = any(c.status in ("fail", "error") for c in cells)
