@@ -26,6 +26,26 @@ def _tail(card: ModelCard) -> str:
     return f"{st.tail_padding_ms:g} ms of silence flushed ({st.tail_padding_basis or 'basis not stated'})"
 
 
+def _state_notes(card: ModelCard) -> list[str]:
+    """What a client must know beyond the table: side inputs, batch-uniform and growing states, constants."""
+    notes = []
+    for p in card.inputs:
+        if p.side_role == "chunk_length":
+            notes.append(f"  {p.name}: the client feeds the number of frames in each step's chunk")
+        elif p.side_role == "stream_offset":
+            notes.append(f"  {p.name}: the client feeds the frames advanced before each step (0 at a stream's start)")
+    for s in card.states:
+        if s.batch_uniform:
+            notes.append(f"  {s.name}: one value for the whole batch; streams batch together only while theirs agree")
+        if s.valid_length_state:
+            notes.append(f"  {s.name}: fixed-size buffer growing along axis {s.grow_axis}; "
+                         f"its valid length is {s.valid_length_state}")
+    if card.constants:
+        notes.append("  bound at export (the graph holds only for these): "
+                     + ", ".join(f"{k}={v!r}" for k, v in card.constants.items()))
+    return notes
+
+
 def check_file(path: str, card: ModelCard) -> dict:
     """The trust-on-load verdict on an ONNX file: does its card match its graph, and its certificate.
 
@@ -45,17 +65,20 @@ def render(card: ModelCard, path: str, trust: dict | None = None) -> str:
     lines.append(f"  {'name':<22} {'role':<7} {'shape':<22} {'dtype':<8} {'pair':<18} {'batch ax':>8} "
                  f"{'init':>5} {'reset@eos':>9}")
     for p in card.inputs:
-        lines.append(f"  {p.name:<22} {'input':<7} {_shape(p.shape):<22} {p.dtype:<8}")
+        side = f"side: {p.side_role}" if p.side_role else ""
+        lines.append(f"  {p.name:<22} {'input':<7} {_shape(p.shape):<22} {p.dtype:<8} {side}".rstrip())
     for s in card.states:
         lines.append(f"  {s.name:<22} {'state':<7} {_shape(s.shape):<22} {s.dtype:<8} {'-> ' + s.output:<18} "
                      f"{s.batch_axis:>8} {s.init:>5g} {str(s.reset_on_end_of_speech).lower():>9}")
+    lines += _state_notes(card)
     for p in card.outputs:
         lines.append(f"  {p.name:<22} {'output':<7} {_shape(p.shape):<22} {p.dtype:<8}")
     st = card.streaming
     lines += ["", "streaming",
               f"  sample rate {st.sample_rate_hz} Hz, frame hop {st.frame_hop_samples} samples ({st.frame_hop_ms:g} ms)",
               f"  frames per step {st.frames_per_step or '1 (no time axis)'}, advanced {st.frames_advanced_per_step}, "
-              f"multiple of {st.frame_multiple}, look-ahead {st.lookahead_frames}, subsampling {st.subsampling}",
+              f"multiple of {st.frame_multiple}, look-ahead {st.lookahead_frames}, subsampling {st.subsampling}"
+              + (", chunk-exact (every step but the last advances exactly that much)" if st.chunk_exact else ""),
               f"  {'static shapes' if st.static else 'dynamic batch and time'}; algorithmic latency "
               f"{st.algorithmic_latency_ms:g} ms; state {card.total_state_floats()} values per stream",
               "  end of input: " + _tail(card)]

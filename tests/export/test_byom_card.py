@@ -61,3 +61,19 @@ def test_chunk_exact_refuses_a_longer_chunk():
 def test_contradictions_are_refused(bad, message):
     with pytest.raises(CardError, match=message):
         card(**bad())
+
+
+def test_inspect_shows_them(tmp_path):
+    """`stateport inspect` says what a client must feed and keep: side inputs, growing and batch-uniform states,
+    bound constants, chunk-exact stepping."""
+    from stateport.cli.inspect_cmd import render
+
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"0" * 2048)
+    text = render(card(), str(f))
+    assert "side: stream_offset" in text and "offset: the client feeds the frames advanced before each step" in text
+    assert "ctx_in: fixed-size buffer growing along axis 1; its valid length is ctx_valid" in text
+    assert "ctx_valid_in: one value for the whole batch" in text
+    assert "bound at export (the graph holds only for these): sr=16000" in text and "chunk-exact" in text
+    plain = render(card(constants=None, streaming=StreamingSpec(16000, 160, 8, 8)), str(f))
+    assert "bound at export" not in plain and "chunk-exact" not in plain
