@@ -30,6 +30,10 @@ STATE_IN_SUFFIX = "_in"
 STATE_OUT_SUFFIX = "_out"
 BATCH_DIM = "batch"
 TIME_DIM = "T"
+# Audio-in models (the frontend inside the graph): the input's time axis counts samples, and the
+# card's ``frontend`` dict carries ``"in_graph": true`` beside the FrontendConfig fields.
+SAMPLE_DIM = "S"
+FRONTEND_IN_GRAPH = "in_graph"
 SUPPORTED_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool")
 # What a client computes and feeds for a side input (a per-call input that is not the signal):
 # ``chunk_length``: frames in this step's chunk; ``stream_offset``: frames advanced before it.
@@ -369,6 +373,28 @@ class ModelCard:
             if s.valid_length_state is not None and s.valid_length_state not in state_names:
                 raise CardError(f"state {s.name!r}: valid_length_state {s.valid_length_state!r} is not a state of "
                                 "this model")
+        if self.audio_input:
+            p = self.inputs[0] if len(self.inputs) == 1 else None
+            if p is None or p.dtype != "float32" or len(p.shape) != 2 or p.time_axis != 1:
+                raise CardError("an audio-in card (frontend.in_graph) needs one float32 input [batch, samples] "
+                                "with the time axis 1")
+
+    @property
+    def audio_input(self) -> bool:
+        """Whether the graph computes its own features: it takes PCM samples, not frames.
+
+        Then the input's time axis counts samples at ``streaming.sample_rate_hz`` (float32 in
+        [-1, 1], any number >= ``streaming.min_frames`` per call), ``streaming`` counts in samples
+        (``frame_hop_samples`` 1), and ``frontend`` describes what the graph computes inside.
+        """
+        return bool(isinstance(self.frontend, dict) and self.frontend.get(FRONTEND_IN_GRAPH))
+
+    @property
+    def feature_frontend(self) -> dict | None:
+        """The frontend as a FrontendConfig dict (without the ``in_graph`` marker), or None."""
+        if not isinstance(self.frontend, dict):
+            return None
+        return {k: v for k, v in self.frontend.items() if k != FRONTEND_IN_GRAPH}
 
     def iter_port_names(self):
         for p in self.inputs:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ..atomic import atomic_output, check_output_folder, failed_path
 from ..errors import InvalidInputError, ModelFileError, OutputPathError, ParityError
+from ..nn.audio_in import AudioInput
 from ..nn.protocol import MultiGraphModule
 from ..spec import TIME_DIM, ModelCard
 from ..verify import (DEFAULT_SECONDS, DEFAULT_TOLERANCE, ParityReport, check_proof_options, parity_error,
@@ -94,7 +95,7 @@ def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str |
                  static: bool = False, verify: bool = True, seconds: float = DEFAULT_SECONDS,
                  tolerance: float | None = None, exporter: str = "torchscript", seed: int = 0,
                  backend: str = "onnx", quantize: str | None = None,
-                 backend_options: dict | None = None) -> ExportResult:
+                 backend_options: dict | None = None, audio_input: bool = False) -> ExportResult:
     """``stateport export``: the same argument names as the CLI; returns an :class:`ExportResult`.
 
     Builds the torch model (``arch`` [+ ``size``] or ``module`` ``FILE.py:OBJ``, + ``checkpoint``)
@@ -103,26 +104,32 @@ def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str |
     ``coreml``, ``executorch``, ``openvino``; see :mod:`stateport.export.backends`); ``quantize``
     (``"dynamic-int8"``, tflite) and ``backend_options`` (e.g. ``{"state": "coreml"}``) go to it.
     ``tolerance`` None: 1e-4, or 0.25 for a quantised export (proven against the float model).
+    ``audio_input``: put the card's frontend inside the graph (:mod:`stateport.nn.audio_in`): the
+    file takes PCM samples, and its proof compares it with Kaldi's features of the same audio.
     """
     check_proof_options(seconds, tolerance)
     spec = get_backend(backend)
     _require(spec, verify)
+    ExportSettings(static=static, audio_input=audio_input)  # contradictory settings fail before any work
     out = os.fspath(out)
     check_output_folder(out)  # before the model is built: a missing or read-only folder fails at once
     model, provenance = build_model(arch=arch, size=size, module=module, checkpoint=checkpoint, seed=seed)
     return export_torch_model(model, out, provenance=provenance, chunk_frames=chunk_frames, static=static,
                               verify=verify, seconds=seconds, tolerance=tolerance, exporter=exporter, backend=backend,
-                              quantize=quantize, backend_options=backend_options)
+                              quantize=quantize, backend_options=backend_options, audio_input=audio_input)
 
 
 def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None = None, backend: str = "onnx",
                        chunk_frames: int | None = None, static: bool = False, verify: bool = True,
                        seconds: float = DEFAULT_SECONDS, tolerance: float | None = None,
                        exporter: str = "torchscript", quantize: str | None = None,
-                       backend_options: dict | None = None, name: str | None = None) -> ExportResult:
+                       backend_options: dict | None = None, name: str | None = None,
+                       audio_input: bool = False) -> ExportResult:
     """The export job on a built torch model (a StreamingModule, or a MultiGraphModule written as a folder).
 
     ``provenance`` is what the card records to rebuild the reference later (``stateport verify``).
+    ``audio_input``: export ``AudioInput(model)`` (PCM in; ``model`` takes the features its card's
+    frontend computes), unless ``model`` already is one.
     Raises ParityError when a proof fails, after keeping the failed file beside ``out``.
     """
     check_proof_options(seconds, tolerance)
@@ -130,7 +137,10 @@ def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None
     _require(spec, verify)
     out = os.fspath(out)
     settings = ExportSettings(chunk_frames=chunk_frames, static=static, exporter=exporter, quantize=quantize,
-                              options=dict(backend_options or {}), provenance=dict(provenance or {}), name=name)
+                              options=dict(backend_options or {}), provenance=dict(provenance or {}), name=name,
+                              audio_input=audio_input)
+    if audio_input and not isinstance(model, AudioInput):
+        model = AudioInput(model)  # says why a model cannot take audio (e.g. a multi-graph transducer)
     tolerance = default_tolerance(quantize) if tolerance is None else tolerance
     job = dict(verify=verify, seconds=seconds, tolerance=tolerance)
     if not isinstance(model, MultiGraphModule):

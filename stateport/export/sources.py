@@ -16,6 +16,7 @@ import sys
 import torch
 
 from ..errors import InvalidInputError, ModelFileError, ModuleImportError, UnsupportedError
+from ..nn.audio_in import AudioInput
 from ..nn.protocol import StreamingModule
 from ..spec import ModelCard
 
@@ -227,6 +228,7 @@ def rebuild_reference(card: ModelCard, *, module: str | None = None, checkpoint:
                                 f"(expected sha256 {p.checkpoint_sha256[:12]}…)")
     if module is not None:
         model, _ = build_model(module=module, checkpoint=checkpoint, seed=p.init_seed or 0)
-        return model
-    model, _ = build_model(arch=p.architecture, config=p.config, seed=p.init_seed or 0, checkpoint=checkpoint)
-    return model
+    else:
+        model, _ = build_model(arch=p.architecture, config=p.config, seed=p.init_seed or 0, checkpoint=checkpoint)
+    # An audio-in file (the frontend inside the graph) was exported from the model wrapped in AudioInput.
+    return AudioInput(model).eval() if card.audio_input else model

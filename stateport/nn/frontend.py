@@ -12,6 +12,17 @@ remove the DC offset, (raw log energy), preemphasis ``y[i] = x[i] - c x[i-1]`` w
 filters on ``1127 ln(1 + f / 700)`` (or librosa's Slaney filters), ``log(max(., float32 eps))``;
 MFCC: orthonormal DCT-II of the log-mel energies, c0 replaced by the log energy when
 ``use_energy``, then Kaldi's lifter ``1 + Q/2 sin(pi i / Q)``.
+
+Two ways to compute the spectrum: ``dft="fft"`` (``torch.fft.rfft``, float32: training on any
+device) and ``dft="matmul"`` (one matrix product, evaluated only on the FFT bins the mel filters
+touch, in ``compute_dtype``): every runtime has MatMul, so this is
+the form an audio-in graph exports (:mod:`stateport.nn.audio_in`). The steps before the spectrum
+(DC removal, preemphasis, window) are float32 as Kaldi computes them, so the spectrum sees the
+same rounded samples kaldi-native-fbank does. Why float64 for the spectrum: a float32 DFT errs
+by ~1e-8 of a frame's largest bin, which is ~1e-3 in log units for a bin 100 dB below it;
+kaldi-native-fbank's own FFT has that float32 error (measured on identical input), so in float64
+the twin's difference to knf is knf's error alone rather than the sum of two
+(``tests/nn/test_torch_frontend.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +37,9 @@ from stateport.errors import InvalidInputError
 from stateport.runtime.frontend import FrontendConfig
 
 __all__ = ["TorchFrontend", "mel_banks", "kaldi_mel_banks", "slaney_mel_banks", "kaldi_window", "kaldi_dct_matrix",
-           "kaldi_lifter"]
+           "kaldi_lifter", "dft_basis", "DFT_MODES"]
+
+DFT_MODES = ("fft", "matmul")
 
 
 def _mel_scale(freq_hz: np.ndarray) -> np.ndarray:
@@ -127,6 +140,26 @@ def kaldi_lifter(num_ceps: int, cepstral_lifter: float) -> np.ndarray:
     return 1.0 + 0.5 * cepstral_lifter * np.sin(math.pi * i / cepstral_lifter)
 
 
+def mel_support(banks: np.ndarray) -> tuple[int, int]:
+    """First and last FFT bin (inclusive) where any mel filter is non-zero."""
+    used = np.flatnonzero(np.any(banks != 0.0, axis=0))
+    return int(used[0]), int(used[-1])
+
+
+def dft_basis(config: FrontendConfig, first_bin: int, last_bin: int) -> np.ndarray:
+    """Real DFT ``[L, 2 K]`` float64 for bins ``first_bin..last_bin`` (K of them).
+
+    ``frames [.., L] @ basis`` gives ``[re | im]`` of the zero-padded ``N_fft``-point DFT of
+    the frames (only the first L rows of the DFT matrix meet non-zero samples).
+    """
+    length, fft_size = config.frame_length_samples, config.fft_size_samples
+    n = np.arange(length, dtype=np.int64)[:, None]
+    k = np.arange(first_bin, last_bin + 1, dtype=np.int64)[None, :]
+    # Reduce n k mod N in integers first: exact angles, no float64 error growing with n k.
+    angle = (2.0 * math.pi / fft_size) * ((n * k) % fft_size).astype(np.float64)
+    return np.concatenate([np.cos(angle), -np.sin(angle)], axis=1)
+
+
 class TorchFrontend(nn.Module):
     """Batched Kaldi fbank / MFCC: waveforms ``[B, N]`` float in [-1, 1] -> ``[B, T, F]``.
 
@@ -135,16 +168,41 @@ class TorchFrontend(nn.Module):
     config, so they follow ``.to(device)`` and stay out of ``state_dict``). All rows of a
     batch have the same length N: with ``snip_edges=False`` the last frames mirror the end
     of the row, so zero-padded rows give different tail frames than their unpadded audio.
+
+    ``dft``: "fft" (``torch.fft.rfft``) or "matmul" (the windowed DFT as one matrix product,
+    exportable everywhere); ``compute_dtype``: the dtype of the spectrum and mel energies
+    (float64 with "matmul" matches kaldi-native-fbank most closely; see the module docstring).
+    :meth:`features_of_frames` is the per-frame part, for callers that frame the audio
+    themselves (a streaming graph).
     """
 
-    def __init__(self, config: FrontendConfig):
+    def __init__(self, config: FrontendConfig, *, dft: str = "fft", compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         if not isinstance(config, FrontendConfig):
             raise InvalidInputError(f"TorchFrontend expects a FrontendConfig; got {type(config).__name__}")
+        if dft not in DFT_MODES:
+            raise InvalidInputError(f"TorchFrontend dft must be one of {list(DFT_MODES)}; got {dft!r}")
+        if compute_dtype not in (torch.float32, torch.float64):
+            raise InvalidInputError(f"TorchFrontend compute_dtype must be torch.float32 or torch.float64; "
+                                    f"got {compute_dtype}")
+        if dft == "fft" and compute_dtype != torch.float32:
+            raise InvalidInputError("TorchFrontend: dft='fft' computes in float32; use dft='matmul' for float64")
         self.config = config
+        self.dft = dft
+        self.compute_dtype = compute_dtype
         f32 = torch.float32
+        banks = mel_banks(config)
+        # Kaldi computes the window in float64 and stores it as float32: so do we.
         self.register_buffer("window", torch.tensor(kaldi_window(config), dtype=f32), persistent=False)
-        self.register_buffer("mel_banks", torch.tensor(mel_banks(config), dtype=f32), persistent=False)
+        if dft == "matmul":
+            first, last = mel_support(banks)
+            self.num_dft_bins = last - first + 1
+            self.register_buffer("dft_basis", torch.tensor(dft_basis(config, first, last), dtype=compute_dtype),
+                                 persistent=False)
+            self.register_buffer("mel_banks", torch.tensor(banks[:, first:last + 1].T, dtype=compute_dtype),
+                                 persistent=False)  # [K, num_mel_bins]
+        else:
+            self.register_buffer("mel_banks", torch.tensor(banks.T, dtype=f32), persistent=False)
         if config.kind == "mfcc":
             dct = kaldi_dct_matrix(config.num_ceps, config.num_mel_bins)
             lifter = kaldi_lifter(config.num_ceps, config.cepstral_lifter)
@@ -154,7 +212,8 @@ class TorchFrontend(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"kind={c.kind}, num_features={c.num_features}, snip_edges={c.snip_edges}"
+        return (f"kind={c.kind}, num_features={c.num_features}, snip_edges={c.snip_edges}, dft={self.dft}, "
+                f"compute_dtype={self.compute_dtype}")
 
     def frame_indices(self, num_samples: int, device=None) -> torch.Tensor:
         """Sample index of every window position ``[T, L]`` (long), mirrored at both ends."""
@@ -188,8 +247,11 @@ class TorchFrontend(nn.Module):
         idx = self.frame_indices(num_samples, device=x.device)
         if idx.shape[0] == 0:
             return x.new_zeros(batch, 0, c.num_features)
-        frames = x[:, idx]  # [B, T, L]
+        return self.features_of_frames(x[:, idx])  # frames [B, T, L]
 
+    def features_of_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``[..., L]`` float32, already scaled by ``input_scale`` -> features ``[..., F]`` float32."""
+        c = self.config
         if c.remove_dc_offset:
             frames = frames - frames.mean(dim=-1, keepdim=True)
         log_energy = None
@@ -200,11 +262,17 @@ class TorchFrontend(nn.Module):
         if c.preemphasis != 0.0:
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
             frames = frames - c.preemphasis * previous
-        frames = frames * self.window
 
-        spectrum = torch.fft.rfft(frames, n=c.fft_size_samples, dim=-1)
-        power = spectrum.real.pow(2) + spectrum.imag.pow(2)  # [B, T, N_fft/2 + 1]
-        log_mel = torch.log((power @ self.mel_banks.T).clamp_min(self.log_floor))
+        frames = frames * self.window
+        if self.dft == "matmul":
+            spectrum = frames.to(self.compute_dtype) @ self.dft_basis  # [..., 2 K]: re | im
+            re, im = spectrum[..., :self.num_dft_bins], spectrum[..., self.num_dft_bins:]
+            power = re * re + im * im
+        else:
+            spectrum = torch.fft.rfft(frames, n=c.fft_size_samples, dim=-1)
+            power = spectrum.real.pow(2) + spectrum.imag.pow(2)  # [..., N_fft/2 + 1]
+        mel = (power @ self.mel_banks).to(torch.float32)
+        log_mel = torch.log(mel.clamp_min(self.log_floor))
 
         if c.kind == "fbank":
             if log_energy is not None:

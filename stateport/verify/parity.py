@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import TIME_DIM, ModelCard
+from ..spec import SAMPLE_DIM, TIME_DIM, ModelCard
 from .report import CheckResult, ParityReport, diff_output, scaled_diff
+from .audio_in import audio_chunk_plan
 from .signals import synthetic_inputs
 
 DEFAULT_TOLERANCE = 1e-4
@@ -62,6 +63,8 @@ def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
     attention's one chunk), the two plans would be the same run: only the smallest is kept.
     """
     s = card.streaming
+    if card.audio_input:  # PCM in: chunk lengths in samples (stateport.verify.audio_in)
+        return audio_chunk_plan(card, total_frames, seed)
     if s.frames_per_step == 0:
         return {"1-frame": [1] * total_frames}
     if s.static:
@@ -255,10 +258,15 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
                           optimization=getattr(candidate, "optimization", None), reference=ref)
     non_audio = sorted({str(p.shape[p.time_axis]) for p in card.inputs
                         if p.time_axis is not None and isinstance(p.shape[p.time_axis], str)  # static: an int
-                        and p.shape[p.time_axis] != TIME_DIM})
+                        and p.shape[p.time_axis] not in (TIME_DIM, SAMPLE_DIM)})
     if non_audio:
         report.notes.append(f"the time axis {', '.join(non_audio)} counts tokens, not audio frames: the proof "
                             f"stepped through {frames} of them")
+    if card.audio_input:
+        report.notes.append(f"audio-in model: it takes PCM samples, so chunk lengths count samples (ragged: 1 sample "
+                            f"to 3 nominal chunks); {frames} samples"
+                            + (f"; {ref} offline = kaldi-native-fbank features -> the torch model, so the streamed "
+                               f"in-graph frontend is compared with the runtime frontend" if ref == "torch" else ""))
     if hasattr(candidate, "declared_shapes"):
         report.checks.append(signature_check(candidate, card, tolerance))
 

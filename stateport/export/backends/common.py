@@ -33,7 +33,9 @@ class ExportSettings:
     (batch 1, one chunk); exporter: the torch-to-ONNX exporter (``torchscript`` or ``dynamo``);
     quantize: a backend's own quantisation at export (tflite ``dynamic-int8``); options:
     backend-specific settings (coreml ``state``); provenance: what the card records of where
-    the model came from; name: the card's model name.
+    the model came from; name: the card's model name; audio_input: the card's frontend inside
+    the graph (PCM in, :class:`stateport.nn.AudioInput`; the job wraps the model, a backend that
+    cannot hold such a graph refuses it).
     """
 
     chunk_frames: int | None = None
@@ -43,6 +45,7 @@ class ExportSettings:
     options: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     name: str | None = None
+    audio_input: bool = False
 
     def __post_init__(self):
         if self.exporter not in EXPORTERS:
@@ -50,6 +53,10 @@ class ExportSettings:
         if self.chunk_frames is not None and (isinstance(self.chunk_frames, bool)
                                               or not isinstance(self.chunk_frames, int) or self.chunk_frames < 1):
             raise InvalidInputError(f"chunk_frames must be a positive number of frames, got {self.chunk_frames!r}")
+        if self.audio_input and self.static:
+            raise UnsupportedError("--audio-input with --static: how many output steps a call completes depends on the "
+                                   "samples carried from earlier calls (a value in the state), so its output shape "
+                                   "cannot be static")
 
     def replace(self, **changes) -> "ExportSettings":
         return dataclasses.replace(self, **changes)
