@@ -15,9 +15,10 @@ def add_parser(sub):
     src.add_argument("--module", help="FILE.py:OBJ naming a StreamingModule (or a function returning one)")
     p.add_argument("--size", help="size of a built-in architecture (tiny, default, ...)")
     p.add_argument("--checkpoint", help="weights to load (a state_dict, or a dict with 'state_dict')")
-    p.add_argument("-o", "--out", required=True,
+    p.add_argument("-o", "--out",
                    help="output file (.onnx, or the backend's suffix); a folder for multi-graph architectures such "
-                        "as rnnt. Written only once proved; a failed proof is kept as OUT.failed.onnx")
+                        "as rnnt. Written only once proved; a failed proof is kept as OUT.failed.onnx "
+                        "(default with --web: DIR/model.onnx)")
     p.add_argument("--chunk-frames", type=positive_int, help="nominal frames per step (default: the model's)")
     p.add_argument("--static", action="store_true", help="fix every shape (batch 1, one chunk) for NPU/DSP compilers")
     p.add_argument("--no-verify", action="store_true",
@@ -35,23 +36,47 @@ def add_parser(sub):
     p.add_argument("--quantize", choices=["dynamic-int8"],
                    help="tflite only: int8 weights, float activations (proven against the float model at 0.25 "
                         "unless --tolerance says otherwise); for ONNX use `stateport quantize`")
+    p.add_argument("--audio-input", action="store_true",
+                   help="put the card's frontend inside the graph: the model takes PCM samples (float32 in [-1, 1] at the "
+                        "card's rate, any number per call) and carries what the frontend keeps as state ports")
+    p.add_argument("--web", metavar="DIR",
+                   help="also write a live-microphone page for the model into DIR (implies --audio-input; needs "
+                        "`npm ci` in clients/web); serve it with `python -m http.server -d DIR`")
     p.add_argument("--coreml-state", action="store_true",
                    help="coreml: keep the state in Core ML states (ct.StateType, fp16, iOS 18+) instead of I/O ports")
     return p
 
 
 def run(args):
+    import os
+
     from .. import progress
+    from ..errors import InvalidInputError
     from ..export import export_model
 
+    if args.web:
+        from ..export.web import client_sources
+
+        if args.backend != "onnx":
+            raise InvalidInputError("--web runs the model with ONNX Runtime Web: it needs --backend onnx")
+        client_sources()  # before the export: say now if `npm ci` has not run
+    out = args.out or (os.path.join(args.web, "model.onnx") if args.web else None)
+    if out is None:
+        raise InvalidInputError("give the output path with -o/--out (or --web DIR)")
     what = args.arch + (f" ({args.size})" if args.size else "") if args.arch else args.module
     proof = "without the parity proof" if args.no_verify else f"and prove parity over {args.seconds:g} s"
     with progress.task(f"export {what} to {args.backend} {proof}"):
-        result = export_model(args.out, arch=args.arch, size=args.size, module=args.module, checkpoint=args.checkpoint,
+        result = export_model(out, arch=args.arch, size=args.size, module=args.module, checkpoint=args.checkpoint,
                               chunk_frames=args.chunk_frames, static=args.static, verify=not args.no_verify,
                               seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter,
                               seed=args.seed, backend=args.backend, quantize=args.quantize,
-                              backend_options={"state": "coreml"} if args.coreml_state else None)
+                              backend_options={"state": "coreml"} if args.coreml_state else None,
+                              audio_input=args.audio_input or bool(args.web))
+    web = None
+    if args.web:
+        from ..export.web import write_web_page
+
+        web = write_web_page(args.web, out)
     if not args.json:
         # A multi-graph architecture (a transducer) writes one file per graph into a folder.
         for one in (result.graphs or {"": result}).values():
@@ -64,4 +89,7 @@ def run(args):
         if not result.report:  # otherwise the report's notes already say what the backend changed
             for note in result.notes:
                 print(f"note: {note}")
-    return 0, result.to_dict()
+        if web:
+            print(f"wrote the page into {web['dir']} ({', '.join(web['files'])}); serve it with: "
+                  f"python -m http.server -d {web['dir']}  and open http://localhost:8000/")
+    return 0, {**result.to_dict(), **({"web": web} if web else {})}

@@ -41,16 +41,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidInputError, UnsupportedError
+from ..errors import UnsupportedError
 from ..runtime.frontend import FrontendConfig, compute_features
 from ..spec import BATCH_DIM, FRONTEND_IN_GRAPH, SAMPLE_DIM
 from .frontend import TorchFrontend
 from .protocol import InputSpec, StateDecl, StreamingModule
 
 __all__ = ["AudioInput", "audio_input_problem"]
-
-PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
-
 
 def audio_input_problem(model) -> str | None:
     """Why ``model`` cannot take audio in its graph, or None when it can."""
@@ -84,27 +81,24 @@ def audio_input_problem(model) -> str | None:
 class AudioInput(StreamingModule):
     """PCM chunks ``[B, S]`` -> the wrapped model's outputs; the frontend runs inside the graph.
 
-    Args:
-        model: a features-in StreamingModule whose ``streaming.frontend`` is a FrontendConfig dict.
-        precision: "float64" (default: the spectrum and mel energies in float64, closest to
-            kaldi-native-fbank) or "float32" (for runtimes without float64 arithmetic).
+    ``model``: a features-in StreamingModule whose ``streaming.frontend`` is a FrontendConfig dict.
+    The spectrum and mel energies are computed in float64 (see :mod:`stateport.nn.frontend`; every
+    runtime that holds the graph here has float64 MatMul: ONNX Runtime, ONNX Runtime Web and Node,
+    OpenVINO), which also keeps quantizers away from them (they rewrite float32 MatMuls only).
     """
 
     input_name = "audio"
     time_axis = 1
 
-    def __init__(self, model: StreamingModule, *, precision: str = "float64"):
+    def __init__(self, model: StreamingModule):
         super().__init__()
         why = audio_input_problem(model)
         if why:
             raise UnsupportedError(f"cannot put the frontend of {type(model).__name__} inside the graph: {why}")
-        if precision not in PRECISIONS:
-            raise InvalidInputError(f"precision must be one of {list(PRECISIONS)}; got {precision!r}")
         inner = model.streaming
         config = FrontendConfig.from_dict(inner.frontend)
         self.model = model.eval()
-        self.precision = precision
-        self.frontend = TorchFrontend(config, dft="matmul", compute_dtype=PRECISIONS[precision])
+        self.frontend = TorchFrontend(config, dft="matmul", compute_dtype=torch.float64)
         self.output_names = tuple(model.output_names)
         self.architecture = getattr(model, "architecture", type(model).__name__)
         self.input_dim = 1  # unused: the input is [B, S] (see input_specs)
@@ -190,16 +184,17 @@ class AudioInput(StreamingModule):
         batch = audio.shape[0]
 
         # Framing. The buffer is right-aligned, so the new buffer is always the last L - 1 samples.
-        seq = torch.cat([samples, audio.to(torch.float32)], dim=1)  # [B, L - 1 + S]
+        seq32 = torch.cat([samples, audio], dim=1)  # [B, L - 1 + S]
+        seq = seq32.to(torch.float64)  # the frontend is one float64 island (see TorchFrontend)
         have = sample_count[0, 0] + (seq.shape[1] - (window - 1))  # samples since the next frame's start
         # Frames now complete: floor((have - L) / hop) + 1, written so the division never sees a
         # negative number (ONNX integer Div truncates toward zero).
         num_frames = torch.clamp_min(have - window + hop, 0) // hop
         first = (window - 1) - sample_count[0, 0]  # where the next frame starts in seq
         index = (first + torch.arange(num_frames) * hop)[:, None] + torch.arange(window)[None, :]
-        scaled = seq * self.frontend.config.input_scale  # float32 as knf scales it
-        feats = self.frontend.features_of_frames(scaled[:, index])  # [B, f, F]
-        new_samples = seq[:, seq.shape[1] - (window - 1):]
+        scaled = (seq * self.frontend.config.input_scale).to(torch.float32).to(torch.float64)  # as knf scales it
+        feats = self.frontend.features_of_frames(scaled[:, index])  # [B, f, F] float32
+        new_samples = seq32[:, seq32.shape[1] - (window - 1):]
         new_sample_count = (have - num_frames * hop).reshape(1, 1).expand(batch, 1)
 
         # The model steps the longest run it takes; the rest waits in frontend_frames.

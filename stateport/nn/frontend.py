@@ -250,29 +250,40 @@ class TorchFrontend(nn.Module):
         return self.features_of_frames(x[:, idx])  # frames [B, T, L]
 
     def features_of_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames ``[..., L]`` float32, already scaled by ``input_scale`` -> features ``[..., F]`` float32."""
+        """Frames ``[..., L]`` scaled by ``input_scale`` -> features ``[..., F]`` float32.
+
+        With ``compute_dtype`` float64 every step is computed in float64 and rounded to float32
+        where Kaldi computes in float32 (DC removal, preemphasis, window: one rounding per
+        operation, so the values are those float32 arithmetic gives), and the spectrum and mel
+        energies are not rounded. The frontend is then one float64 island in an exported graph,
+        which fp16 converters and int8 quantizers leave alone.
+        """
         c = self.config
+        wide = self.compute_dtype == torch.float64
+        to32 = _round_to_float32 if wide else (lambda t: t)
+        frames = frames.to(self.compute_dtype)
         if c.remove_dc_offset:
-            frames = frames - frames.mean(dim=-1, keepdim=True)
+            frames = to32(frames - to32(frames.mean(dim=-1, keepdim=True)))
         log_energy = None
         if c.use_energy:  # raw energy: before preemphasis and window (Kaldi raw_energy)
-            log_energy = torch.log(frames.pow(2).sum(dim=-1).clamp_min(self.log_floor))
+            log_energy = torch.log(frames.pow(2).sum(dim=-1).clamp_min(self.log_floor)).to(torch.float32)
             if c.energy_floor > 0:
                 log_energy = log_energy.clamp_min(math.log(c.energy_floor))
         if c.preemphasis != 0.0:
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-            frames = frames - c.preemphasis * previous
+            frames = to32(frames - to32(float(np.float32(c.preemphasis)) * previous))
 
-        frames = frames * self.window
+        frames = to32(frames * self.window.to(self.compute_dtype))
         if self.dft == "matmul":
-            spectrum = frames.to(self.compute_dtype) @ self.dft_basis  # [..., 2 K]: re | im
+            spectrum = frames @ self.dft_basis  # [..., 2 K]: re | im
             re, im = spectrum[..., :self.num_dft_bins], spectrum[..., self.num_dft_bins:]
             power = re * re + im * im
         else:
             spectrum = torch.fft.rfft(frames, n=c.fft_size_samples, dim=-1)
             power = spectrum.real.pow(2) + spectrum.imag.pow(2)  # [..., N_fft/2 + 1]
-        mel = (power @ self.mel_banks).to(torch.float32)
-        log_mel = torch.log(mel.clamp_min(self.log_floor))
+        # The log in the same dtype: mel energies of int16-scaled audio reach 1e11, past float16's
+        # range, so a graph converted to float16 outside the float64 island must only see logs.
+        log_mel = torch.log((power @ self.mel_banks).clamp_min(self.log_floor)).to(torch.float32)
 
         if c.kind == "fbank":
             if log_energy is not None:
@@ -282,3 +293,8 @@ class TorchFrontend(nn.Module):
         if log_energy is not None:
             ceps = torch.cat([log_energy[..., None], ceps[..., 1:]], dim=-1)
         return ceps * self.lifter
+
+
+def _round_to_float32(t: torch.Tensor) -> torch.Tensor:
+    """A float64 tensor rounded to the nearest float32 values, kept in float64."""
+    return t.to(torch.float32).to(torch.float64)

@@ -127,6 +127,8 @@ def calibration_streams(card: ModelCard, calib, cfg: CalibrationConfig = Calibra
 
     At most ``cfg.utterances`` items are used, ``cfg.utterances_per_stream`` of them per stream
     (recordings joined end to end, then featurised with the runtime frontend; features joined).
+    An audio-in model (``card.audio_input``: the frontend is inside the graph) gets the joined
+    recordings themselves, ``[N]`` float32 samples at its rate, and refuses features.
     """
     from ..runtime.frontend import FrontendConfig, compute_features
 
@@ -155,14 +157,18 @@ def calibration_streams(card: ModelCard, calib, cfg: CalibrationConfig = Calibra
     kind = kinds.pop()
     s = card.streaming
     per = cfg.utterances_per_stream
+    if kind == "features" and card.audio_input:
+        raise CalibrationError("this model computes its features inside the graph (an audio-in model): calibrate "
+                               "it with recordings or waveforms, not features")
     if kind == "audio":
         if not card.frontend:
             raise CalibrationError("this model's card declares no frontend (it takes features): calibrate with "
                                    "features [T, F] (.npy files or arrays)")
-        fe = FrontendConfig.from_dict(card.frontend)
+        fe = FrontendConfig.from_dict(card.feature_frontend)
         waves = [w for _, _, w, _ in loaded]
         seconds = sum(len(w) for w in waves) / s.sample_rate_hz
-        streams = [compute_features(np.concatenate(waves[i:i + per]), fe) for i in range(0, len(waves), per)]
+        features = (lambda w: w.astype(np.float32)) if card.audio_input else (lambda w: compute_features(w, fe))
+        streams = [features(np.concatenate(waves[i:i + per])) for i in range(0, len(waves), per)]
         info["sample_rates_hz"] = sorted({r for _, _, _, r in loaded})
         info["resampled_to_hz"] = s.sample_rate_hz
     else:
