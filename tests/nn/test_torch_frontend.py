@@ -112,8 +112,8 @@ def exact_features(x: np.ndarray, config: FrontendConfig) -> np.ndarray:
     scaled = torch.from_numpy(x[None].astype(np.float32)) * config.input_scale
     frames = scaled[:, frontend.frame_indices(x.shape[0])]
     c = config
-    if c.remove_dc_offset:
-        frames = frames - frames.mean(dim=-1, keepdim=True)
+    if c.remove_dc_offset:  # the mean rounded to float32 once (Kaldi sums in float32: within ulps of it)
+        frames = frames - frames.double().mean(dim=-1, keepdim=True).float()
     if c.preemphasis:
         frames = frames - c.preemphasis * torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
     frames = (frames * frontend.window).numpy()[0].astype(np.float64)
