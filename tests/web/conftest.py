@@ -1,0 +1,73 @@
+"""Fixtures of the web-client tests: the tools they need (skipped with the reason when absent) and one
+audio-in export of the built-in model per session."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CLIENT = os.path.join(REPO, "clients", "web")
+ASSETS = os.path.join(REPO, "stateport", "assets", "digits")
+CHROMIUM = os.environ.get("STATEPORT_CHROMIUM", "/usr/bin/chromium")
+
+
+def _node_modules(*packages):
+    missing = [p for p in packages if not os.path.isdir(os.path.join(CLIENT, "node_modules", p))]
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed (apt install nodejs npm; .ci/run does)")
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed in clients/web/node_modules: run `npm ci` in clients/web "
+                    "(.ci/run does)")
+
+
+@pytest.fixture(scope="session")
+def node_client():
+    _node_modules("onnxruntime-node")
+    return CLIENT
+
+
+@pytest.fixture(scope="session")
+def browser():
+    _node_modules("onnxruntime-web", "playwright-core")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt install chromium; .ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def audio_in_builtin(tmp_path_factory):
+    """``stateport export --arch embedding-ctc --checkpoint ... --audio-input``, certified over 5 s."""
+    from stateport.export import export_model
+
+    path = tmp_path_factory.mktemp("web") / "model.onnx"
+    result = export_model(path, arch="embedding-ctc", checkpoint=os.path.join(ASSETS, "checkpoint.pt"),
+                          audio_input=True, seconds=5.0)
+    assert result.report.passed
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def python_tokens():
+    """Token ids of today's Python runtime (Streamer, the shipped features-in model, knf) per shipped clip."""
+    import soundfile as sf
+
+    from stateport.runtime.streamer import Streamer
+
+    def tokens(path):
+        x, rate = sf.read(path, dtype="float32")
+        streamer = Streamer(os.path.join(ASSETS, "model.onnx"))
+        for a in range(0, len(x), 1024):
+            streamer.accept_waveform(x[a:a + 1024], rate)
+        streamer.input_finished()
+        return list(streamer.result().tokens)
+
+    return tokens
+
+
+def run_node(args, *, env=None, timeout=600):
+    done = subprocess.run(["node", *args], cwd=CLIENT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout

@@ -1,0 +1,45 @@
+"""The browser client's module (clients/web/stateport.js) run by Node with onnxruntime-node on files:
+the same tokens as the Python runtime on the shipped clips."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import soundfile as sf
+
+from conftest import ASSETS, run_node
+
+CLIPS = sorted(glob.glob(os.path.join(ASSETS, "clips", "*.wav")))
+
+
+def test_node_unit_tests(node_client, audio_in_builtin):
+    out = run_node(["--test", "test/"], env={"STATEPORT_AUDIO_MODEL": audio_in_builtin})
+    assert "# fail 0" in out and "# skipped 0" in out, out[-2000:]
+
+
+def test_node_tokens_equal_python_runtime(node_client, audio_in_builtin, python_tokens):
+    """Each clip delivered 1024 samples at a time (as the AudioWorklet does): Node's tokens == Python's."""
+    results = json.loads(run_node(["transcribe.mjs", audio_in_builtin, *CLIPS, "--json"]))
+    assert [r["file"] for r in results] == CLIPS
+    for r in results:
+        assert r["tokens"] == python_tokens(r["file"]), r["file"]
+    assert sum(len(r["tokens"]) for r in results) == 32  # 6 clips of 4 to 7 digits
+
+
+def test_node_resamples_like_the_python_runtime(node_client, audio_in_builtin, python_tokens, tmp_path):
+    """A 44.1 kHz recording (what a microphone delivers): the client's own resampler and the Python
+    runtime's soxr give the same tokens."""
+    from stateport.runtime.resample import StreamingResampler
+
+    files = []
+    for clip in CLIPS:
+        x, rate = sf.read(clip, dtype="float32")
+        resampler = StreamingResampler(rate, 44100)
+        y = np.concatenate([resampler.process(x), resampler.flush()])
+        files.append(str(tmp_path / os.path.basename(clip)))
+        sf.write(files[-1], y, 44100, subtype="PCM_16")
+    results = json.loads(run_node(["transcribe.mjs", audio_in_builtin, *files, "--json"]))
+    for r in results:
+        assert r["sample_rate_hz"] == 44100
+        assert r["tokens"] == python_tokens(r["file"]), r["file"]
