@@ -508,6 +508,21 @@ export class Recognizer {
     return tokens.map((t) => this.contract.vocabulary[t]).join(" ");
   }
 
+  /**
+   * A whole recording as a stream would get it: ``blockSamples`` at a time (an AudioWorklet-sized
+   * delivery by default), decoded as it goes, then the end of input. Returns the result and the stream.
+   */
+  async transcribe(sampleRate, samples, { blockSamples = 1024 } = {}) {
+    const stream = this.createStream();
+    for (let at = 0; at < samples.length; at += blockSamples) {
+      stream.acceptWaveform(sampleRate, samples.subarray(at, at + blockSamples));
+      await this.decode(stream);
+    }
+    stream.inputFinished();
+    await this.decode(stream);
+    return { ...this.getResult(stream), stream };
+  }
+
   /** The text and token ids so far (final once inputFinished() ran through decode()). */
   getResult(stream) {
     return { text: this.textOf(stream.tokens), tokens: stream.tokens.slice(), final: stream.finished && !stream.pendingSamples };

@@ -34,14 +34,7 @@ const rec = await Recognizer.create(ort, await readFile(modelPath), {
 const results = [];
 for (const file of files) {
   const { sampleRate, samples } = readWav(await readFile(file));
-  const stream = rec.createStream();
-  for (let at = 0; at < samples.length; at += blockSamples) {
-    stream.acceptWaveform(sampleRate, samples.subarray(at, at + blockSamples));
-    await rec.decode(stream);
-  }
-  stream.inputFinished();
-  await rec.decode(stream);
-  const { text, tokens } = rec.getResult(stream);
+  const { text, tokens, stream } = await rec.transcribe(sampleRate, samples, { blockSamples });
   const ms = stream.calls.map((c) => c.ms);
   results.push({ file, text, tokens, sample_rate_hz: sampleRate, calls: ms.length,
     ms_per_call: ms.reduce((a, b) => a + b, 0) / Math.max(ms.length, 1) });

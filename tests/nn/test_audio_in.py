@@ -42,15 +42,11 @@ def stacked_lstm_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def builtin_audio_file(tmp_path_factory):
-    """The built-in model with its frontend inside, certified over 5 s (docs/browser.md: 60 s)."""
-    path = tmp_path_factory.mktemp("audio_in") / "digits_audio.onnx"
-    result = export_model(path, arch="embedding-ctc", checkpoint=os.path.join(ASSETS, "checkpoint.pt"),
-                          audio_input=True, seconds=5.0)
-    assert result.report.passed
-    states = {st.name: st.shape for st in result.card.states}
+def builtin_audio_file(audio_in_builtin):
+    """The built-in model with its frontend inside (tests/conftest.py exports it once per session)."""
+    states = {st.name: st.shape for st in read_card(audio_in_builtin).states}
     assert states["frontend_frames_in"] == ["batch", 7, 32]  # the model steps multiples of 8 frames
-    return str(path)
+    return audio_in_builtin
 
 
 def test_any_sample_chunking_streams_like_the_knf_offline_reference(stacked_lstm):

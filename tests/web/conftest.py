@@ -1,5 +1,5 @@
-"""Fixtures of the web-client tests: the tools they need (skipped with the reason when absent) and one
-audio-in export of the built-in model per session."""
+"""Fixtures of the web-client tests: the tools they need (skipped with the reason when absent) and the
+Python runtime's tokens to compare with (the audio-in export is tests/conftest.py's ``audio_in_builtin``)."""
 
 import os
 import shutil
@@ -34,18 +34,6 @@ def browser():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt install chromium; .ci/run does)")
     return CHROMIUM
-
-
-@pytest.fixture(scope="session")
-def audio_in_builtin(tmp_path_factory):
-    """``stateport export --arch embedding-ctc --checkpoint ... --audio-input``, certified over 5 s."""
-    from stateport.export import export_model
-
-    path = tmp_path_factory.mktemp("web") / "model.onnx"
-    result = export_model(path, arch="embedding-ctc", checkpoint=os.path.join(ASSETS, "checkpoint.pt"),
-                          audio_input=True, seconds=5.0)
-    assert result.report.passed
-    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -89,16 +89,7 @@ test("a WAV file reads as mono float samples", async () => {
 test("an audio-in model: any chunking and any rate give the same text", { skip: !audioModel && "set STATEPORT_AUDIO_MODEL to an audio-in export" }, async () => {
   const rec = await Recognizer.create(ort, await readFile(audioModel));
   const { sampleRate, samples } = readWav(new Uint8Array(await readFile(clip)));
-  const run = async (rate, x, block) => {
-    const stream = rec.createStream();
-    for (let at = 0; at < x.length; at += block) {
-      stream.acceptWaveform(rate, x.subarray(at, at + block));
-      await rec.decode(stream);
-    }
-    stream.inputFinished();
-    await rec.decode(stream);
-    return rec.getResult(stream);
-  };
+  const run = (rate, x, blockSamples) => rec.transcribe(rate, x, { blockSamples });
   const nominal = await run(sampleRate, samples, 2560);
   assert.equal(nominal.text, "four five three seven zero");
   assert.deepEqual((await run(sampleRate, samples, 37)).tokens, nominal.tokens);
