@@ -42,7 +42,7 @@ def test_page_transcribes_a_fake_microphone(browser, audio_in_builtin, python_to
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
         listen_s = (len(x) + 2 * rate) / rate + 1.0
-        stats = json.loads(run_node([os.path.join("..", "..", "tests", "web", "browser_driver.mjs"), "--url", url,
+        stats = json.loads(run_node(["drive-page.mjs", "--url", url,
                                      "--wav", mic, "--listen-seconds", str(listen_s), "--chromium", browser],
                                     timeout=300).strip().splitlines()[-1])
     finally:

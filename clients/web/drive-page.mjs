@@ -1,19 +1,15 @@
 // Drive the demo page in a real Chromium with a fake microphone fed from a WAV file; print the
 // page's result and numbers as JSON. Used by tests/web/test_browser.py and benchmarks/browser_client.py.
 //
-//   node tests/web/browser_driver.mjs --url URL --wav FILE.wav --listen-seconds S [--chromium PATH]
+//   node drive-page.mjs --url URL --wav FILE.wav --listen-seconds S [--chromium PATH]
 //
-// playwright-core comes from clients/web/node_modules (npm ci there); the browser is the system's
-// Chromium (no browser download).
-import { createRequire } from "node:module";
+// The browser is the system's Chromium (no browser download), headless, with a new empty profile;
+// its fake capture device plays the WAV once, and the page is driven by its Start and Stop.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const require = createRequire(resolve(here, "../../clients/web/package.json"));
-const { chromium } = require("playwright-core");
+import { chromium } from "playwright-core";
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) =>
   (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []));
