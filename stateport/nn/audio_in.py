@@ -45,12 +45,15 @@ from ..errors import UnsupportedError
 from ..runtime.frontend import FrontendConfig, compute_features
 from ..spec import BATCH_DIM, FRONTEND_IN_GRAPH, SAMPLE_DIM
 from .frontend import TorchFrontend
-from .protocol import InputSpec, StateDecl, StreamingModule
+from .protocol import InputSpec, MultiGraphModule, StateDecl, StreamingModule
 
 __all__ = ["AudioInput", "audio_input_problem"]
 
 def audio_input_problem(model) -> str | None:
     """Why ``model`` cannot take audio in its graph, or None when it can."""
+    if isinstance(model, MultiGraphModule):
+        return (f"{type(model).__name__} is exported as several graphs (a transducer); only its encoder takes audio, "
+                "and wrapping one graph of several is not offered")
     if not isinstance(model, StreamingModule):
         return f"{type(model).__name__} is not a StreamingModule"
     if isinstance(model, AudioInput):
@@ -75,6 +78,16 @@ def audio_input_problem(model) -> str | None:
     if config.sample_rate_hz != s.sample_rate_hz or config.frame_shift_samples != s.frame_hop_samples:
         return (f"its frontend ({config.sample_rate_hz} Hz, hop {config.frame_shift_samples}) contradicts its "
                 f"streaming config ({s.sample_rate_hz} Hz, hop {s.frame_hop_samples})")
+    # A call keeps the output steps it completed: every output needs a time axis 1 of frames / subsampling.
+    frames = max(s.frame_multiple, s.min_frames)
+    frames += (-frames) % max(s.frame_multiple, 1)
+    frames *= 2
+    with torch.no_grad():
+        out = model.step(torch.zeros(1, frames, config.num_features), *model.init_state(1))
+    for name, y in zip(model.output_names, out[:len(model.output_names)]):
+        if y.dim() < 2 or y.shape[1] != frames // max(s.subsampling, 1):
+            return (f"its output {name!r} {tuple(y.shape)} has no time axis 1 of frames / subsampling "
+                    f"({frames} / {s.subsampling}): a call could not return just the steps it completed")
     return None
 
 

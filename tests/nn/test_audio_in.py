@@ -163,3 +163,16 @@ def test_quantized_audio_in_keeps_its_frontend_exact(builtin_audio_file, tmp_pat
     constants = [a.t for n in proto.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
     doubles = [t for t in list(proto.graph.initializer) + constants if t.data_type == double and len(t.dims) == 2]
     assert len(doubles) == 2  # the DFT basis and the mel filters, untouched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["conformer", "dscnn-kws", "quartznet"])
+def test_every_one_graph_architecture_takes_audio(arch, tmp_path):
+    """Chunked attention, a keyword spotter's per-frame posteriors, a causal CNN: each certified audio-in."""
+    result = export_model(tmp_path / "m.onnx", arch=arch, size="tiny", audio_input=True, seconds=3.0)
+    assert result.report.passed and result.card.audio_input
+
+
+def test_a_transducer_is_refused_with_why():
+    with pytest.raises(UnsupportedError, match="several graphs"):
+        export_model("unused", arch="rnnt", size="tiny", audio_input=True)
