@@ -37,7 +37,7 @@ from stateport.errors import InvalidInputError
 from stateport.runtime.frontend import FrontendConfig
 
 __all__ = ["TorchFrontend", "mel_banks", "kaldi_mel_banks", "slaney_mel_banks", "kaldi_window", "kaldi_dct_matrix",
-           "kaldi_lifter", "dft_basis", "DFT_MODES"]
+           "kaldi_lifter", "dft_basis", "kaldi_reference_features", "knf_mel_matrix", "knf_window", "DFT_MODES"]
 
 DFT_MODES = ("fft", "matmul")
 
@@ -191,9 +191,9 @@ class TorchFrontend(nn.Module):
         self.dft = dft
         self.compute_dtype = compute_dtype
         f32 = torch.float32
-        banks = mel_banks(config)
-        # Kaldi computes the window in float64 and stores it as float32: so do we.
-        self.register_buffer("window", torch.tensor(kaldi_window(config), dtype=f32), persistent=False)
+        # kaldi-native-fbank's own window and mel filters (float32, as it computes them).
+        banks = knf_mel_matrix(config).astype(np.float64)
+        self.register_buffer("window", torch.tensor(knf_window(config), dtype=f32), persistent=False)
         if dft == "matmul":
             first, last = mel_support(banks)
             self.num_dft_bins = last - first + 1
@@ -263,10 +263,15 @@ class TorchFrontend(nn.Module):
         to32 = _round_to_float32 if wide else (lambda t: t)
         frames = frames.to(self.compute_dtype)
         if c.remove_dc_offset:
-            frames = to32(frames - to32(frames.mean(dim=-1, keepdim=True)))
+            if wide:  # the mean as Kaldi computes it: a float32 sum in sample order, divided in float32
+                mean = to32(kaldi_float32_sum(frames) / frames.shape[-1])
+            else:
+                mean = frames.mean(dim=-1)
+            frames = to32(frames - mean[..., None])
         log_energy = None
         if c.use_energy:  # raw energy: before preemphasis and window (Kaldi raw_energy)
-            log_energy = torch.log(frames.pow(2).sum(dim=-1).clamp_min(self.log_floor)).to(torch.float32)
+            energy = kaldi_float32_sum(to32(frames * frames)) if wide else frames.pow(2).sum(dim=-1)
+            log_energy = torch.log(energy.clamp_min(self.log_floor)).to(torch.float32)
             if c.energy_floor > 0:
                 log_energy = log_energy.clamp_min(math.log(c.energy_floor))
         if c.preemphasis != 0.0:
@@ -293,6 +298,97 @@ class TorchFrontend(nn.Module):
         if log_energy is not None:
             ceps = torch.cat([log_energy[..., None], ceps[..., 1:]], dim=-1)
         return ceps * self.lifter
+
+
+def knf_window(config: FrontendConfig) -> np.ndarray:
+    """kaldi-native-fbank's analysis window ``[L]`` for ``config``: float32, as knf stores it."""
+    import kaldi_native_fbank as knf
+
+    from ..runtime.frontend import _knf_frame_options
+
+    return np.asarray(knf.FeatureWindowFunction(_knf_frame_options(config)).window, dtype=np.float32)
+
+
+def knf_mel_matrix(config: FrontendConfig) -> np.ndarray:
+    """kaldi-native-fbank's mel filters ``[num_mel_bins, N_fft / 2 + 1]`` float32 for ``config``.
+
+    knf computes them in float32 (Kaldi's filters differ from :func:`kaldi_mel_banks`' float64
+    ones by up to 1e-5, which is large near a triangle's foot); the twin and the reference use knf's.
+    """
+    import kaldi_native_fbank as knf
+
+    from ..runtime.frontend import _knf_frame_options, _knf_mel_options
+
+    banks = np.asarray(knf.MelBanks(_knf_mel_options(config), _knf_frame_options(config)).get_matrix(), np.float32)
+    out = np.zeros((config.num_mel_bins, config.fft_size_samples // 2 + 1), np.float32)
+    out[:, :banks.shape[1]] = banks
+    return out
+
+
+def kaldi_reference_features(samples: np.ndarray, config: FrontendConfig, *, rfft=None) -> np.ndarray:
+    """Features of a whole signal ``[N]`` -> ``[T, F]`` float32, computed as kaldi-native-fbank computes
+    them except for the FFT, which is exact (float64): the offline reference of audio-in graphs.
+
+    Numpy only, independent of :class:`TorchFrontend`: knf's window and mel matrix (its own float32
+    constants), its float32 steps in its order (the scaling, DC removal with a float32 sum in sample
+    order, raw energy, preemphasis, window), then the power spectrum and mel energies in float64.
+    ``rfft(frames [T, N_fft] float32) -> complex [T, N_fft / 2 + 1]`` replaces the exact FFT:
+    with knf's own (``knf.Rfft``) this returns knf's features bit for bit
+    (``tests/nn/test_torch_frontend.py``), so the two differ by knf's FFT alone, which is
+    float32-accurate (errors of ~1e-8 of a frame's largest bin). ``snip_edges=True`` only.
+    """
+    c = config
+    if not c.snip_edges:
+        raise InvalidInputError("kaldi_reference_features frames with snip_edges=True only")
+    length, shift, fft_size = c.frame_length_samples, c.frame_shift_samples, c.fft_size_samples
+    scaled = np.multiply(np.asarray(samples, np.float32), np.float32(c.input_scale), dtype=np.float32)
+    num_frames = c.num_frames(scaled.shape[0])
+    if num_frames == 0:
+        return np.zeros((0, c.num_features), np.float32)
+    frames = scaled[np.arange(num_frames)[:, None] * shift + np.arange(length)[None, :]]
+    if c.remove_dc_offset:
+        total = np.cumsum(frames, axis=1, dtype=np.float32)[:, -1]  # numpy's float32 cumsum runs in order
+        frames = frames - (total / np.float32(length)).astype(np.float32)[:, None]
+    log_energy = None
+    if c.use_energy:
+        energy = np.cumsum(frames * frames, axis=1, dtype=np.float32)[:, -1]
+        log_energy = np.log(np.maximum(energy, np.float32(c.log_floor)))
+        if c.energy_floor > 0:
+            log_energy = np.maximum(log_energy, np.float32(math.log(c.energy_floor)))
+    if c.preemphasis != 0.0:
+        previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
+        frames = frames - np.float32(c.preemphasis) * previous
+    padded = np.zeros((num_frames, fft_size), np.float32)
+    padded[:, :length] = frames * knf_window(c)
+    spectrum = rfft(padded) if rfft is not None else np.fft.rfft(padded.astype(np.float64), axis=1)
+    power = spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2
+    log_mel = np.log(np.maximum(power @ knf_mel_matrix(c).T.astype(np.float64), c.log_floor)).astype(np.float32)
+    if c.kind == "fbank":
+        return log_mel if log_energy is None else np.concatenate([log_energy[:, None], log_mel], axis=1)
+    ceps = log_mel @ kaldi_dct_matrix(c.num_ceps, c.num_mel_bins).T.astype(np.float32)
+    if log_energy is not None:
+        ceps[:, 0] = log_energy
+    return (ceps * kaldi_lifter(c.num_ceps, c.cepstral_lifter).astype(np.float32)).astype(np.float32)
+
+
+def kaldi_float32_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x [..., L]`` (float32 values, any float dtype) summed over the last axis as Kaldi sums a frame:
+    in float32, in sample order (its DC removal and raw energy). Returns ``[...]`` in ``x``'s dtype.
+
+    Why it matters: that sum errs by up to ~1.5 on 400 int16-scale samples, a DC offset the
+    window's main lobe carries into the lowest mel bands, which preemphasis has left ~100 dB
+    below a loud frame's peak: the exact mean moved a trained lstm-ctc's logits by 2.6e-4 from
+    kaldi-native-fbank's. In an exported graph this is ONNX ``CumSum``, which ONNX Runtime
+    accumulates in float32 in order (measured: equal to this loop bit for bit); torch's own
+    cumsum accumulates in float64, so eager torch runs the loop.
+    """
+    x32 = x.to(torch.float32)
+    if torch.onnx.is_in_onnx_export():
+        return torch.cumsum(x32, dim=-1)[..., -1].to(x.dtype)
+    total = x32[..., 0]
+    for i in range(1, x32.shape[-1]):
+        total = total + x32[..., i]
+    return total.to(x.dtype)
 
 
 def _round_to_float32(t: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..spec import SAMPLE_DIM, TIME_DIM, ModelCard
 from .report import CheckResult, ParityReport, diff_output, scaled_diff
-from .audio_in import audio_chunk_plan
+from .audio_in import audio_chunk_plan, runtime_frontend_note
 from .signals import synthetic_inputs
 
 DEFAULT_TOLERANCE = 1e-4
@@ -263,14 +263,18 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
         report.notes.append(f"the time axis {', '.join(non_audio)} counts tokens, not audio frames: the proof "
                             f"stepped through {frames} of them")
     if card.audio_input:
-        report.notes.append(f"audio-in model: it takes PCM samples, so chunk lengths count samples (ragged: 1 sample "
-                            f"to 3 nominal chunks); {frames} samples"
-                            + (f"; {ref} offline = kaldi-native-fbank features -> the torch model, so the streamed "
-                               f"in-graph frontend is compared with the runtime frontend" if ref == "torch" else ""))
+        report.notes.append(f"audio-in model: it takes PCM samples (recorded speech, noise, silence), so chunk lengths "
+                            f"count samples (ragged: 1 sample to 3 nominal chunks); {frames} samples"
+                            + (f"; {ref} offline = Kaldi's features as kaldi-native-fbank computes them, with an exact "
+                               f"FFT -> the torch model, so the streamed in-graph frontend is compared with Kaldi's "
+                               f"recipe" if ref == "torch" else ""))
     if hasattr(candidate, "declared_shapes"):
         report.checks.append(signature_check(candidate, card, tolerance))
 
     ref_offline = _offline_reference(reference, x, card)
+    if card.audio_input:
+        note = runtime_frontend_note(reference, x, ref_offline, card)
+        report.notes += [note] if note else []
     plans = chunk_plan(card, frames, seed)
     frame_wise = s.frames_per_step == 0
     if not frame_wise and not s.static and "nominal" not in plans:

@@ -49,9 +49,9 @@ def synthetic_inputs(card, frames: int, *, batch: int = 1, seed: int = 0) -> dic
     from ..errors import UnsupportedError
 
     if card.audio_input:  # PCM in: speech-like audio, ``frames`` samples
-        from .audio_in import synthetic_audio
+        from .audio_in import proof_audio
 
-        return {card.inputs[0].name: synthetic_audio(frames, sample_rate_hz=card.streaming.sample_rate_hz,
+        return {card.inputs[0].name: proof_audio(frames, sample_rate_hz=card.streaming.sample_rate_hz,
                                                      batch=batch, seed=seed)}
     frame_wise = card.streaming.frames_per_step == 0
     out = {}

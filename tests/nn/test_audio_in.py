@@ -16,7 +16,7 @@ from stateport.runtime.frontend import FrontendConfig, compute_features
 from stateport.runtime.model_file import read_card
 from stateport.runtime.session import OnnxStepSession
 from stateport.spec import ModelCard
-from stateport.verify.audio_in import synthetic_audio
+from stateport.verify.audio_in import proof_audio
 
 ASSETS = os.path.join(os.path.dirname(__file__), "..", "..", "stateport", "assets", "digits")
 CLIPS = sorted(glob.glob(os.path.join(ASSETS, "clips", "*.wav")))
@@ -52,7 +52,7 @@ def builtin_audio_file(audio_in_builtin):
 def test_any_sample_chunking_streams_like_the_knf_offline_reference(stacked_lstm):
     """Single samples, sub-frame chunks, a window minus one, whole seconds: the same logits as knf offline."""
     m = stacked_lstm
-    x = synthetic_audio(3 * 16000, sample_rate_hz=16000, seed=3)
+    x = proof_audio(3 * 16000, sample_rate_hz=16000, seed=3)
     rng = np.random.default_rng(0)
     lengths = [1] * 450 + [159, 160, 161, 399, 400, 401, 1, 2, 3]
     while sum(lengths) < x.shape[1]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stateport.errors import InvalidInputError
-from stateport.nn.frontend import TorchFrontend, kaldi_mel_banks, mel_banks
+from stateport.nn.frontend import TorchFrontend, kaldi_mel_banks, kaldi_reference_features
 from stateport.runtime.frontend import FrontendConfig, compute_features
 
 SAMPLE_RATE_HZ = 16000
@@ -105,41 +105,48 @@ def test_short_signals_and_mirroring(waveforms, num_samples):
             assert float(np.abs(out - reference).max()) <= TOLERANCE
 
 
-def exact_features(x: np.ndarray, config: FrontendConfig) -> np.ndarray:
-    """Kaldi's recipe with the spectrum and mel energies in float64 (numpy's FFT), the steps
-    before it in float32 as Kaldi does them: what the float64 twin claims to compute."""
-    frontend = TorchFrontend(config)
-    scaled = torch.from_numpy(x[None].astype(np.float32)) * config.input_scale
-    frames = scaled[:, frontend.frame_indices(x.shape[0])]
-    c = config
-    if c.remove_dc_offset:  # the mean rounded to float32 once (Kaldi sums in float32: within ulps of it)
-        frames = frames - frames.double().mean(dim=-1, keepdim=True).float()
-    if c.preemphasis:
-        frames = frames - c.preemphasis * torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-    frames = (frames * frontend.window).numpy()[0].astype(np.float64)
-    power = np.abs(np.fft.rfft(frames, n=c.fft_size_samples, axis=-1)) ** 2
-    log_mel = np.log(np.maximum((power @ mel_banks(c).T).astype(np.float32), c.log_floor))
-    return log_mel
+def knf_rfft(frames: np.ndarray) -> np.ndarray:
+    """kaldi-native-fbank's own FFT of float32 frames ``[T, N]`` -> complex ``[T, N / 2 + 1]``."""
+    import kaldi_native_fbank as knf
+
+    rfft = knf.Rfft(frames.shape[1])
+    out = np.empty((frames.shape[0], frames.shape[1] // 2 + 1), np.complex128)
+    for i, frame in enumerate(frames):
+        packed = np.asarray(rfft.compute(frame.tolist()), np.float32)  # R0, R(N/2), R1, I1, R2, I2, ...
+        out[i].real = np.concatenate([packed[:1], packed[2::2], packed[1:2]])
+        out[i].imag = np.concatenate([[0.0], packed[3::2], [0.0]])
+    return out
 
 
-@pytest.mark.parametrize("name", ["fbank80", "fbank80_no_snip", "fbank64_hann_no_dc", "fbank32_slaney_hann_periodic"])
-def test_float64_twin_is_exact(waveforms, name):
-    """The float64 twin computes the recipe exactly (so its distance to knf is knf's own error).
+SNIPPED = sorted(name for name, c in CONFIGS.items() if c.snip_edges)
 
-    Log-mel only: an MFCC adds a float32 DCT (as Kaldi's), whose summation order alone moves
-    near-zero coefficients by ~1e-5.
 
-    Measured here: max |twin - exact| / max(1, |exact|) 1.2e-7 (float32 rounding), where knf differs
-    from the same exact values by 1.6e-5 to 1.6e-4 on these signals (its FFT is float32-accurate:
-    errors of ~1e-8 of a frame's largest bin, ~1e-3 in log units for a bin 100 dB below it).
-    """
+@pytest.mark.parametrize("name", [n for n in SNIPPED if CONFIGS[n].kind == "fbank"])
+def test_reference_is_knf_but_for_its_fft(waveforms, name):
+    """The audio-in proof's reference: knf's computation with an exact FFT. Given knf's own FFT it
+    returns knf's features up to float32 rounding of what follows the FFT (which it keeps in
+    float64); the exact FFT is what moves it further (knf's FFT is float32-accurate). Log-mel
+    only: an MFCC's float32 DCT sums in another order than knf's (1.5e-5 on near-zero terms)."""
     config = CONFIGS[name]
+    row = waveforms[0] if config.sample_rate_hz == SAMPLE_RATE_HZ else waveforms[0, ::2].copy()
+    knf_features = compute_features(row, config)
+    with_knf_fft = kaldi_reference_features(row, config, rfft=knf_rfft)
+    scale = np.maximum(1.0, np.abs(knf_features))
+    assert float((np.abs(with_knf_fft - knf_features) / scale).max()) <= 1e-6
+    assert float(np.abs(kaldi_reference_features(row, config) - knf_features).max()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", SNIPPED)
+def test_float64_twin_computes_the_reference(waveforms, name):
+    """The float64 twin (what audio-in graphs export) equals the numpy reference: measured bit for
+    bit on these signals; asserted to float32 rounding."""
+    config = CONFIGS[name]
+    row = waveforms[1] if config.sample_rate_hz == SAMPLE_RATE_HZ else waveforms[1, ::2].copy()
     frontend = TorchFrontend(config, dft="matmul", compute_dtype=torch.float64)
-    for row in waveforms:
-        with torch.no_grad():
-            got = frontend(torch.from_numpy(row[None]))[0].numpy()
-        exact = exact_features(row, config)
-        assert float((np.abs(got - exact) / np.maximum(1.0, np.abs(exact))).max()) <= 1e-6
+    with torch.no_grad():
+        got = frontend(torch.from_numpy(row[None]))[0].numpy()
+    reference = kaldi_reference_features(row, config)
+    assert float((np.abs(got - reference) / np.maximum(1.0, np.abs(reference))).max()) <= 1e-6
 
 
 def test_mel_banks_are_kaldi_triangles():
