@@ -384,7 +384,9 @@ def kaldi_float32_sum(x: torch.Tensor) -> torch.Tensor:
     """
     x32 = x.to(torch.float32)
     if torch.onnx.is_in_onnx_export():
-        return torch.cumsum(x32, dim=-1)[..., -1].to(x.dtype)
+        # Back to x's dtype before taking the last sum: a float16 conversion of the graph leaves
+        # float64 alone, and these sums (up to 1e7) overflow float16.
+        return torch.cumsum(x32, dim=-1).to(x.dtype)[..., -1]
     total = x32[..., 0]
     for i in range(1, x32.shape[-1]):
         total = total + x32[..., i]

@@ -176,3 +176,17 @@ def test_every_one_graph_architecture_takes_audio(arch, tmp_path):
 def test_a_transducer_is_refused_with_why():
     with pytest.raises(UnsupportedError, match="several graphs"):
         export_model("unused", arch="rnnt", size="tiny", audio_input=True)
+
+
+@pytest.mark.slow
+def test_fp16_keeps_kaldi_dc_sums_out_of_float16(stacked_lstm_file, tmp_path):
+    """lstm-ctc's frontend removes each frame's DC with a float32 sum (up to 1e7 at int16 scale, past
+    float16's range): the fp16 recipe must leave it alone (it overflowed to Inf before it was kept
+    in the float64 island)."""
+    from stateport.quantize import quantize_model
+
+    path, _ = stacked_lstm_file
+    result = quantize_model(path, tmp_path / "fp16.onnx", recipe="fp16", calib=os.path.join(ASSETS, "clips"),
+                            seconds=3.0, log=lambda *_: None)
+    assert result.passed
+    assert result.card.provenance.quantization["float_deviation"]["argmax_agreement"] >= 0.99
