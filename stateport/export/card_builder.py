@@ -73,12 +73,7 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
     xs = example_inputs(model, probe_frames, PROBE_BATCH)
     with torch.no_grad():
         out = model.step(*xs, *model.init_state(PROBE_BATCH))
-    # A look-ahead model's step outputs only the frames it advances over; an audio-in model
-    # (stateport.nn.audio_in) counts its own output steps: its first call yields fewer than
-    # samples / subsampling (the first frame needs a whole window).
-    probe = getattr(model, "probe_output_frames", None)
-    out_frames = (probe(probe_frames) if probe
-                  else (probe_frames - s.lookahead_frames) // max(s.subsampling, 1))
+    out_frames = model.output_steps(probe_frames)
     out_time_dim = time_dim if not s.lookahead_frames else f"{time_dim}_minus_{s.lookahead_frames}"
     outputs = []
     for oname, tensor in zip(model.output_names, out[: len(model.output_names)]):
@@ -110,7 +105,7 @@ def build_card(model, *, name: str, chunk_frames: int, static: bool, provenance:
         frames_advanced_per_step=0 if frame_wise else chunk_frames - s.lookahead_frames,
         frame_multiple=s.frame_multiple, min_frames=s.min_frames, lookahead_frames=s.lookahead_frames,
         subsampling=s.subsampling, static=static, frontend_window_samples=frontend_window_samples(s.frontend),
-        chunk_exact=s.chunk_exact, algorithmic_latency_ms=getattr(model, "algorithmic_latency_ms", 0.0))
+        chunk_exact=s.chunk_exact, algorithmic_latency_ms=s.algorithmic_latency_ms)
     output = OutputSpec(kind=s.output_kind, port=s.output_port or model.output_names[0],
                         vocabulary=list(s.vocabulary), blank_id=s.blank_id)
     prov = Provenance(

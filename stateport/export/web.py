@@ -10,11 +10,12 @@ reads the card from the model file itself, so nothing else describes the model.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_copy, atomic_write_bytes
 from ..errors import InvalidInputError, MissingDependencyError
+from ..runtime.model_file import read_card
+from ..verify.state_defaults import onnx_without_state_defaults
 
 CLIENT_FILES = ("index.html", "stateport.js", "capture-worklet.js")
 # onnxruntime-web's WebAssembly-only build: the ES module, its loader and the SIMD binary.
@@ -40,28 +41,18 @@ def client_sources(client: str | os.PathLike | None = None) -> tuple[Path, Path]
     return src, ort_src
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-        os.chmod(tmp, 0o644)  # served by a web server: world-readable, as a plain copy would be
-        os.replace(tmp, dst)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_web_page(out_dir: str | os.PathLike, model: str | os.PathLike | None = None, *,
                    client: str | os.PathLike | None = None) -> dict:
     """Write the page, the client and ONNX Runtime Web into ``out_dir``; copy ``model`` there unless it is there.
 
     ``model``: an audio-in stateport ONNX file (default: ``out_dir/model.onnx``, e.g. just exported
-    there). Returns ``{"dir", "model", "files", "bytes"}``. Every file is written to a temporary
-    name in ``out_dir`` and renamed into place.
+    there). The page's copy has no state defaults: ONNX Runtime's JavaScript API (1.30) does not
+    list an input that has an initializer and then refuses (web) or silently ignores (node) a feed
+    of it, so with the defaults every call would start from the initial state. Without them every
+    state is a required input; the graph, weights and card (its certificate) are the model's.
+    Returns ``{"dir", "model", "files", "bytes"}``. Every file is written atomically
+    (:mod:`stateport.atomic`).
     """
-    from ..runtime.model_file import read_card
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / MODEL_NAME
@@ -75,16 +66,12 @@ def write_web_page(out_dir: str | os.PathLike, model: str | os.PathLike | None =
     if card.output.kind != "ctc":
         raise InvalidInputError(f"--web: the page decodes CTC models; {source} has output kind {card.output.kind!r}")
     src, ort_src = client_sources(client)
-    written = []
-    if source.resolve() != target.resolve():
-        _copy_atomic(source, target)
-    written.append(target)
+    atomic_write_bytes(target, onnx_without_state_defaults(source))
+    written = [target]
     for name in CLIENT_FILES:
-        _copy_atomic(src / name, out / name)
-        written.append(out / name)
+        written.append(Path(atomic_copy(src / name, out / name)))
     (out / "ort").mkdir(exist_ok=True)
     for name in ORT_FILES:
-        _copy_atomic(ort_src / name, out / "ort" / name)
-        written.append(out / "ort" / name)
+        written.append(Path(atomic_copy(ort_src / name, out / "ort" / name)))
     return {"dir": str(out), "model": str(target), "files": [str(p.relative_to(out)) for p in written],
             "bytes": {str(p.relative_to(out)): p.stat().st_size for p in written}}

@@ -144,7 +144,7 @@ class AudioInput(StreamingModule):
         s.vocabulary, s.blank_id = list(inner.vocabulary), inner.blank_id
         # Latency as the features-in model has it: a chunk of frames_per_step frames needs its
         # last frame's whole window (the card's own formula would count the window with a 1-sample hop).
-        self.algorithmic_latency_ms = round(1000.0 * (int(inner.frames_per_step) * hop + max(
+        s.algorithmic_latency_ms = round(1000.0 * (int(inner.frames_per_step) * hop + max(
             self.window_samples - hop, 0)) / config.sample_rate_hz, 3)
 
     # -- ports ----------------------------------------------------------------------------
@@ -180,8 +180,9 @@ class AudioInput(StreamingModule):
     def state_decls(self) -> list[StateDecl]:
         return self.frontend_state_decls() + list(self.model.state_decls())
 
-    def probe_output_frames(self, num_samples: int) -> int:
-        """Output steps one call of ``num_samples`` samples yields from a fresh state (the card builder's probe)."""
+    def output_steps(self, num_samples: int) -> int:
+        """Output steps one call of ``num_samples`` samples yields from a fresh state (the first frame needs a
+        whole window, and frames wait for a whole model step)."""
         return self._runnable(self.frontend.config.num_frames(num_samples)) // self.inner_subsampling
 
     def _runnable(self, frames: int) -> int:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from stateport.errors import InvalidInputError
-from stateport.runtime.frontend import FrontendConfig
+from stateport.runtime.frontend import FrontendConfig, knf_frame_options, knf_mel_options
 
 __all__ = ["TorchFrontend", "mel_banks", "kaldi_mel_banks", "slaney_mel_banks", "kaldi_window", "kaldi_dct_matrix",
            "kaldi_lifter", "dft_basis", "kaldi_reference_features", "knf_mel_matrix", "knf_window", "DFT_MODES"]
@@ -304,9 +304,7 @@ def knf_window(config: FrontendConfig) -> np.ndarray:
     """kaldi-native-fbank's analysis window ``[L]`` for ``config``: float32, as knf stores it."""
     import kaldi_native_fbank as knf
 
-    from ..runtime.frontend import _knf_frame_options
-
-    return np.asarray(knf.FeatureWindowFunction(_knf_frame_options(config)).window, dtype=np.float32)
+    return np.asarray(knf.FeatureWindowFunction(knf_frame_options(config)).window, dtype=np.float32)
 
 
 def knf_mel_matrix(config: FrontendConfig) -> np.ndarray:
@@ -317,9 +315,7 @@ def knf_mel_matrix(config: FrontendConfig) -> np.ndarray:
     """
     import kaldi_native_fbank as knf
 
-    from ..runtime.frontend import _knf_frame_options, _knf_mel_options
-
-    banks = np.asarray(knf.MelBanks(_knf_mel_options(config), _knf_frame_options(config)).get_matrix(), np.float32)
+    banks = np.asarray(knf.MelBanks(knf_mel_options(config), knf_frame_options(config)).get_matrix(), np.float32)
     out = np.zeros((config.num_mel_bins, config.fft_size_samples // 2 + 1), np.float32)
     out[:, :banks.shape[1]] = banks
     return out

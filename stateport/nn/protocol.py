@@ -194,6 +194,8 @@ class StreamingConfig:
     ``frame_multiple``; ``lookahead_frames`` of right context are consumed but not advanced.
     ``chunk_exact``: every step but a stream's last advances exactly the nominal chunk (see
     :class:`stateport.spec.StreamingSpec`); the export then traces that chunk.
+    ``algorithmic_latency_ms``: 0 lets the card compute it from the chunk, look-ahead and window;
+    a module whose frames are not the card's (an audio-in wrapper) says it.
     """
 
     frames_per_step: int = 16
@@ -209,6 +211,7 @@ class StreamingConfig:
     vocabulary: list = field(default_factory=list)
     blank_id: int | None = None
     chunk_exact: bool = False
+    algorithmic_latency_ms: float = 0.0
 
 
 class StreamingModule(nn.Module):
@@ -245,6 +248,15 @@ class StreamingModule(nn.Module):
     def is_frame_wise(self) -> bool:
         """True when no input has a time axis: each step takes one frame (or one vector)."""
         return all(spec.time_axis is None for spec in self.input_specs())
+
+    def output_steps(self, frames: int) -> int:
+        """Output steps on the time axis of a first step of ``frames`` frames (the card builder's probe).
+
+        A look-ahead model outputs only the frames it advances over; a module that keeps input
+        back between steps (an audio-in wrapper) overrides this.
+        """
+        s = self.streaming
+        return (frames - s.lookahead_frames) // max(s.subsampling, 1)
 
     # -- state discovery ---------------------------------------------------------------
     def streaming_layers(self) -> list[tuple[str, StreamingLayer]]:

@@ -176,7 +176,7 @@ class FrontendConfig:
         # Let the library reject what it cannot compute (e.g. so many mel bins for this FFT
         # size that a filter is empty), with our error type.
         try:
-            knf.MelBanks(_knf_mel_options(self), _knf_frame_options(self))
+            knf.MelBanks(knf_mel_options(self), knf_frame_options(self))
         except ValueError as exc:
             raise InvalidInputError(
                 f"frontend config cannot be computed: {exc} (num_mel_bins={self.num_mel_bins}, "
@@ -277,7 +277,8 @@ def _check_float(name: str, value: Any) -> float:
 
 
 # ---------------------------------------------------------------------- knf options
-def _knf_frame_options(config: FrontendConfig) -> "knf.FrameExtractionOptions":
+def knf_frame_options(config: FrontendConfig) -> "knf.FrameExtractionOptions":
+    """kaldi-native-fbank's framing options for ``config`` (no dither); the torch twin reads knf's window with them."""
     opts = knf.FrameExtractionOptions()
     _fill_frame_options(opts, config)
     return opts
@@ -295,7 +296,8 @@ def _fill_frame_options(opts, config: FrontendConfig) -> None:
     opts.snip_edges = config.snip_edges
 
 
-def _knf_mel_options(config: FrontendConfig) -> "knf.MelBanksOptions":
+def knf_mel_options(config: FrontendConfig) -> "knf.MelBanksOptions":
+    """kaldi-native-fbank's mel filter options for ``config``; the torch twin reads knf's filters with them."""
     opts = knf.MelBanksOptions()
     _fill_mel_options(opts, config)
     return opts

@@ -127,7 +127,7 @@ def test_builtin_audio_in_equals_the_shipped_model_on_real_speech(builtin_audio_
     assert np.array_equal(got.argmax(-1), ref.argmax(-1))
 
 
-def test_what_cannot_take_audio_is_refused():
+def test_what_cannot_take_audio_is_refused(tmp_path):
     model, _ = build_model(arch="lstm-ctc", size="tiny")
     mirrored = FrontendConfig.from_dict(model.streaming.frontend)
     model.streaming.frontend = {**mirrored.to_dict(), "snip_edges": False}
@@ -137,10 +137,11 @@ def test_what_cannot_take_audio_is_refused():
     with pytest.raises(UnsupportedError, match="names no frontend"):
         AudioInput(model)
     with pytest.raises(UnsupportedError, match="static"):
-        export_model("unused.onnx", arch="lstm-ctc", size="tiny", audio_input=True, static=True)
-    for backend in ("tflite", "executorch", "coreml"):
-        with pytest.raises(UnsupportedError, match=f"--backend {backend}"):
-            export_model("unused", arch="lstm-ctc", size="tiny", audio_input=True, backend=backend)
+        export_model(tmp_path / "m.onnx", arch="lstm-ctc", size="tiny", audio_input=True, static=True)
+    for backend, suffix in (("tflite", ".tflite"), ("executorch", ".pte"), ("coreml", ".mlpackage")):
+        with pytest.raises(UnsupportedError, match=f"--audio-input with --backend {backend}"):
+            export_model(tmp_path / f"m{suffix}", arch="lstm-ctc", size="tiny", audio_input=True, backend=backend)
+    assert os.listdir(tmp_path) == []  # refused before anything was written
 
 
 @pytest.mark.slow
@@ -173,9 +174,9 @@ def test_every_one_graph_architecture_takes_audio(arch, tmp_path):
     assert result.report.passed and result.card.audio_input
 
 
-def test_a_transducer_is_refused_with_why():
+def test_a_transducer_is_refused_with_why(tmp_path):
     with pytest.raises(UnsupportedError, match="several graphs"):
-        export_model("unused", arch="rnnt", size="tiny", audio_input=True)
+        export_model(tmp_path / "rnnt", arch="rnnt", size="tiny", audio_input=True)
 
 
 @pytest.mark.slow

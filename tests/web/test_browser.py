@@ -52,6 +52,6 @@ def test_page_transcribes_a_fake_microphone(browser, audio_in_builtin, python_to
     assert stats["state"] == "stopped"
     assert stats["text"] == TRANSCRIPT, stats
     assert stats["tokens"] == python_tokens(CLIP)
-    assert stats["modelBytes"] == os.path.getsize(audio_in_builtin)
+    assert stats["modelBytes"] == os.path.getsize(site["model"])
     assert stats["firstPartialMs"] is not None and stats["contextRate"] > 0
     assert not [line for line in stats["log"] if line.startswith(("error", "pageerror"))], stats["log"]

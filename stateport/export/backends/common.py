@@ -61,9 +61,19 @@ class ExportSettings:
     def replace(self, **changes) -> "ExportSettings":
         return dataclasses.replace(self, **changes)
 
-    def refuse(self, backend: str, *, quantize: tuple = (), options: tuple = (), exporters: tuple = ()) -> None:
+    def refuse(self, backend: str, *, quantize: tuple = (), options: tuple = (), exporters: tuple = (),
+               audio_input: bool = False) -> None:
         """Refuse what ``backend`` does not offer: a ``quantize`` recipe not in ``quantize``, an option
-        not named in ``options``, an exporter not in ``exporters`` (empty: the default one only)."""
+        not named in ``options``, an exporter not in ``exporters`` (empty: the default one only), an
+        audio-in graph unless ``audio_input``."""
+        if self.audio_input and not audio_input:
+            # Measured (litert-torch 0.10, executorch 1.5.1, coremltools 9.0, torch 2.13): torch.export stops at
+            # the frame count that depends on a state value ("GuardOnDataDependentSymNode"), the tflite (always)
+            # and executorch (nn.LSTM) conversions are static-shape only, and coremltools fails on the empty
+            # concatenation of a call that completes no frame ("Concat got 0 values").
+            raise UnsupportedError(f"--audio-input with --backend {backend}: how many output steps a call completes "
+                                   "depends on the samples carried from earlier calls (a value in the state), which "
+                                   f"{backend}'s conversion cannot hold; use --backend onnx or openvino")
         if self.quantize is not None and self.quantize not in quantize:
             offered = f"it offers {', '.join(quantize)}" if quantize else "it quantizes nothing at export"
             raise UnsupportedError(f"{backend}: quantize={self.quantize!r} is not offered ({offered}); quantize an "

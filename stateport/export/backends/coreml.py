@@ -94,10 +94,10 @@ def convert(model, settings: ExportSettings) -> Artifact:
 
     ``settings.options["state"]``: ``"io"`` (default) or ``"coreml"`` (see the module docstring).
     """
+    settings.refuse("coreml", options=("state",))  # before importing coremltools (seconds)
     import coremltools as ct
     import torch
 
-    settings.refuse("coreml", options=("state",))
     state_mode = settings.options.get("state", "io")
     if state_mode not in STATE_MODES:
         raise InvalidInputError(f"coreml: state={state_mode!r}; expected one of {', '.join(STATE_MODES)}")

@@ -121,7 +121,7 @@ def save_onnx(proto, card: ModelCard, path: str | os.PathLike) -> None:
 
 def convert(model, settings: ExportSettings) -> Artifact:
     """:func:`to_onnx` into an :class:`Artifact` whose ``save`` writes the ModelProto with a given card."""
-    settings.refuse("onnx", exporters=("dynamo",))
+    settings.refuse("onnx", exporters=("dynamo",), audio_input=True)
     proto, card = to_onnx(model, settings)
     return Artifact(card, lambda path, card_to_write: save_onnx(proto, card_to_write, path))
 

@@ -28,7 +28,7 @@ def convert(model, settings: ExportSettings) -> Artifact:
 
     (NNCF quantisation is not wired in: ``quantize`` is refused.)
     """
-    settings.refuse("openvino", exporters=("dynamo",))
+    settings.refuse("openvino", exporters=("dynamo",), audio_input=True)
     import openvino as ov
 
     from ...verify.state_defaults import strip_state_defaults
