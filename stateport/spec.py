@@ -34,6 +34,13 @@ TIME_DIM = "T"
 # card's ``frontend`` dict carries ``"in_graph": true`` beside the FrontendConfig fields.
 SAMPLE_DIM = "S"
 FRONTEND_IN_GRAPH = "in_graph"
+# What an audio-in graph's frontend carries (stateport.nn.audio_in): the last samples and how many
+# arrived since the next frame's start; the frames waiting for a whole model step and how many.
+# The counts are batch-uniform (one value for the batch): clients batch streams only while equal.
+AUDIO_IN_SAMPLES_STATE = "frontend_samples"
+AUDIO_IN_SAMPLE_COUNT_STATE = "frontend_sample_count"
+AUDIO_IN_FRAMES_STATE = "frontend_frames"
+AUDIO_IN_FRAME_COUNT_STATE = "frontend_frame_count"
 SUPPORTED_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool")
 # What a client computes and feeds for a side input (a per-call input that is not the signal):
 # ``chunk_length``: frames in this step's chunk; ``stream_offset``: frames advanced before it.

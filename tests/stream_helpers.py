@@ -35,6 +35,24 @@ def tiny_ctc_model(chunk_frames: int | None = None, static: bool = False) -> str
     return path
 
 
+SPEECH_LEVEL = 0.01  # -40 dBFS: the shipped clips' trailing room noise stays below it (measured peak 0.0099)
+
+
+def trimmed_clips():
+    """(samples cut at their last sample above -40 dBFS, rate, reference) of every shipped demo clip:
+    recordings that end on their last word, as a trimmed file or a push-to-talk clip does."""
+    import soundfile as sf
+
+    from stateport.demo import demo_clips
+
+    out = []
+    for path, reference in demo_clips():
+        x, rate = sf.read(path, dtype="float32")
+        last = int(np.flatnonzero(np.abs(x) > SPEECH_LEVEL)[-1]) + 1
+        out.append((x[:last], rate, reference))
+    return out
+
+
 class AlwaysSpeech:
     """A VAD that hears speech in every 32 ms window (to exercise the endpointer's forced cuts)."""
 

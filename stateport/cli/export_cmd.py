@@ -42,6 +42,9 @@ def add_parser(sub):
     p.add_argument("--web", metavar="DIR",
                    help="also write a live-microphone page for the model into DIR (implies --audio-input; needs "
                         "`npm ci` in clients/web); serve it with `python -m http.server -d DIR`")
+    p.add_argument("--tail-from", metavar="FILE",
+                   help="carry the measured end-of-input tail (streaming.tail_padding_ms) from a stateport file of the "
+                        "same checkpoint (default: the built-in model's, for its checkpoint)")
     p.add_argument("--coreml-state", action="store_true",
                    help="coreml: keep the state in Core ML states (ct.StateType, fp16, iOS 18+) instead of I/O ports")
     return p
@@ -72,7 +75,7 @@ def run(args):
                               seconds=args.seconds, tolerance=args.tolerance, exporter=args.exporter,
                               seed=args.seed, backend=args.backend, quantize=args.quantize,
                               backend_options={"state": "coreml"} if args.coreml_state else None,
-                              audio_input=args.audio_input or bool(args.web))
+                              audio_input=args.audio_input or bool(args.web), tail_from=args.tail_from)
     web = None
     if args.web:
         from ..export.web import write_web_page

@@ -31,7 +31,7 @@ from ..verify.report import merge_reports
 from ..verify.runners import TorchRunner, one_torch_thread
 from .backends.common import ExportSettings
 from .backends.registry import BACKENDS, Backend, backend_for_path, get_backend
-from .sources import build_model, rebuild_reference
+from .sources import build_model, measured_tail, rebuild_reference
 
 # A quantised artifact is proven against the *float* torch model, at this tolerance unless the caller
 # gives one. Measured over 60 s (TFLite dynamic_wi8_afp32, nominal chunks), max |diff| of logits / h / c:
@@ -95,7 +95,8 @@ def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str |
                  static: bool = False, verify: bool = True, seconds: float = DEFAULT_SECONDS,
                  tolerance: float | None = None, exporter: str = "torchscript", seed: int = 0,
                  backend: str = "onnx", quantize: str | None = None,
-                 backend_options: dict | None = None, audio_input: bool = False) -> ExportResult:
+                 backend_options: dict | None = None, audio_input: bool = False,
+                 tail_from: str | os.PathLike | None = None) -> ExportResult:
     """``stateport export``: the same argument names as the CLI; returns an :class:`ExportResult`.
 
     Builds the torch model (``arch`` [+ ``size``] or ``module`` ``FILE.py:OBJ``, + ``checkpoint``)
@@ -106,6 +107,9 @@ def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str |
     ``tolerance`` None: 1e-4, or 0.25 for a quantised export (proven against the float model).
     ``audio_input``: put the card's frontend inside the graph (:mod:`stateport.nn.audio_in`): the
     file takes PCM samples, and its proof compares it with Kaldi's features of the same audio.
+    The card carries the weights' measured end-of-input tail when a stateport file of the same
+    checkpoint has one: ``tail_from`` (a path), by default the built-in model for its checkpoint
+    (:func:`stateport.export.sources.measured_tail`).
     """
     check_proof_options(seconds, tolerance)
     spec = get_backend(backend)
@@ -116,7 +120,8 @@ def export_model(out: str | os.PathLike, *, arch: str | None = None, size: str |
     model, provenance = build_model(arch=arch, size=size, module=module, checkpoint=checkpoint, seed=seed)
     return export_torch_model(model, out, provenance=provenance, chunk_frames=chunk_frames, static=static,
                               verify=verify, seconds=seconds, tolerance=tolerance, exporter=exporter, backend=backend,
-                              quantize=quantize, backend_options=backend_options, audio_input=audio_input)
+                              quantize=quantize, backend_options=backend_options, audio_input=audio_input,
+                              tail_padding=measured_tail(provenance, tail_from))
 
 
 def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None = None, backend: str = "onnx",
@@ -124,12 +129,13 @@ def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None
                        seconds: float = DEFAULT_SECONDS, tolerance: float | None = None,
                        exporter: str = "torchscript", quantize: str | None = None,
                        backend_options: dict | None = None, name: str | None = None,
-                       audio_input: bool = False) -> ExportResult:
+                       audio_input: bool = False, tail_padding: tuple | None = None) -> ExportResult:
     """The export job on a built torch model (a StreamingModule, or a MultiGraphModule written as a folder).
 
     ``provenance`` is what the card records to rebuild the reference later (``stateport verify``).
     ``audio_input``: export ``AudioInput(model)`` (PCM in; ``model`` takes the features its card's
-    frontend computes), unless ``model`` already is one.
+    frontend computes), unless ``model`` already is one. ``tail_padding``: ``(ms, basis)`` of the
+    weights' measured end-of-input tail, for the card.
     Raises ParityError when a proof fails, after keeping the failed file beside ``out``.
     """
     check_proof_options(seconds, tolerance)
@@ -138,7 +144,7 @@ def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None
     out = os.fspath(out)
     settings = ExportSettings(chunk_frames=chunk_frames, static=static, exporter=exporter, quantize=quantize,
                               options=dict(backend_options or {}), provenance=dict(provenance or {}), name=name,
-                              audio_input=audio_input)
+                              audio_input=audio_input, tail_padding=tail_padding)
     if audio_input and not isinstance(model, AudioInput):
         model = AudioInput(model)  # says why a model cannot take audio (e.g. a multi-graph transducer)
     tolerance = default_tolerance(quantize) if tolerance is None else tolerance

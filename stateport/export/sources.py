@@ -211,6 +211,40 @@ def build_model(*, arch: str | None = None, size: str | None = None, module: str
     return model.eval(), prov
 
 
+def measured_tail(provenance: dict, source: str | os.PathLike | None = None) -> tuple[float, str] | None:
+    """The measured end-of-input tail ``(streaming.tail_padding_ms, basis)`` of the weights ``provenance``
+    names, from the card of a stateport file made from the same weights; None when there is none.
+
+    A tail is measured on trimmed held-out speech (:mod:`stateport.verify.tail`): it is the trained
+    weights' emission delay, so every export of those weights may carry it. ``source``: such a
+    file (InvalidInputError unless its card names the same architecture and checkpoint and
+    carries a tail); default: the built-in model, when ``provenance`` is its checkpoint's.
+    """
+    from ..assets import builtin_dir
+    from ..runtime.model_file import read_card
+
+    sha = provenance.get("checkpoint_sha256")
+    explicit = source is not None
+    if not explicit:
+        source = builtin_dir() / "model.onnx"
+        if not sha or not source.is_file():
+            return None
+    card = read_card(os.fspath(source))
+    p, st = card.provenance, card.streaming
+    if not sha or p.checkpoint_sha256 != sha or p.architecture != provenance.get("architecture"):
+        if not explicit:
+            return None
+        raise InvalidInputError(f"--tail-from {os.fspath(source)}: its card names {p.architecture} weights (checkpoint "
+                                f"sha256 {(p.checkpoint_sha256 or 'none')[:12]}), not the ones exported "
+                                f"({provenance.get('architecture')}, checkpoint {(sha or 'none')[:12]}): a measured "
+                                "tail belongs to the weights it was measured on")
+    if st.tail_padding_ms is None:
+        if explicit:
+            raise InvalidInputError(f"--tail-from {os.fspath(source)}: its card carries no tail_padding_ms")
+        return None
+    return st.tail_padding_ms, f"{st.tail_padding_basis} (measured on {card.name}, the same checkpoint)"
+
+
 def rebuild_reference(card: ModelCard, *, module: str | None = None, checkpoint: str | None = None):
     """The torch model a card was exported from, for re-running its parity proof."""
     p = card.provenance

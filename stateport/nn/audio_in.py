@@ -27,7 +27,11 @@ no control flow in a graph every runtime takes) and keeps the old state and an e
 feed chunks of about the nominal size (``streaming.frames_per_step`` samples) to not pay for it.
 
 All streams of a batch must be in phase (fed the same number of samples so far): the counts are
-read from the first stream. A batch of streams fed the same chunk lengths always is.
+read from the first stream, and their state ports are ``batch_uniform`` in the card, so a client
+(``stateport.Recognizer.decode_streams``) batches only streams whose counts are equal. A batch of
+streams fed the same chunk lengths always is. Why not per-stream counts: streams in other phases
+complete different numbers of frames and output steps in one call, which a dense output tensor
+cannot hold without padding and a per-stream count output beside it.
 
 The offline reference (``forward``) is the features-in pipeline a client runs without this
 module: Kaldi's features of the whole signal, computed as kaldi-native-fbank computes them but
@@ -45,7 +49,8 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedError
 from ..runtime.frontend import FrontendConfig, compute_features
-from ..spec import BATCH_DIM, FRONTEND_IN_GRAPH, SAMPLE_DIM
+from ..spec import (AUDIO_IN_FRAME_COUNT_STATE, AUDIO_IN_FRAMES_STATE, AUDIO_IN_SAMPLE_COUNT_STATE,
+                    AUDIO_IN_SAMPLES_STATE, BATCH_DIM, FRONTEND_IN_GRAPH, SAMPLE_DIM)
 from .frontend import TorchFrontend, kaldi_reference_features
 from .protocol import InputSpec, MultiGraphModule, StateDecl, StreamingModule
 
@@ -157,22 +162,22 @@ class AudioInput(StreamingModule):
         """The states the in-graph frontend carries between calls (before the model's own)."""
         window, hop = self.window_samples, self.hop_samples
         decls = [
-            StateDecl("frontend_samples", (BATCH_DIM, window - 1), init=0.0, reset_on_end_of_speech=False,
+            StateDecl(AUDIO_IN_SAMPLES_STATE, (BATCH_DIM, window - 1), init=0.0, reset_on_end_of_speech=False,
                       description=f"the last {window - 1} samples (right-aligned): the next {window}-sample frame "
                                   "starts among them"),
-            StateDecl("frontend_sample_count", (BATCH_DIM, 1), init=0, reset_on_end_of_speech=False,
-                      dtype=torch.int64,
+            StateDecl(AUDIO_IN_SAMPLE_COUNT_STATE, (BATCH_DIM, 1), init=0, reset_on_end_of_speech=False,
+                      dtype=torch.int64, batch_uniform=True,
                       description=f"samples received since the next frame's start (0..{window - 1}; the frame "
                                   f"needs {window}, frames start every {hop}); all streams of a batch in phase"),
         ]
         if self.pending_frames:
             decls += [
-                StateDecl("frontend_frames", (BATCH_DIM, self.pending_frames, self.num_features), init=0.0,
+                StateDecl(AUDIO_IN_FRAMES_STATE, (BATCH_DIM, self.pending_frames, self.num_features), init=0.0,
                           reset_on_end_of_speech=False,
                           description=f"feature frames computed but not yet stepped (right-aligned; the model "
                                       f"steps {self.frame_multiple}-frame multiples of at least {self.min_frames})"),
-                StateDecl("frontend_frame_count", (BATCH_DIM, 1), init=0, reset_on_end_of_speech=False,
-                          dtype=torch.int64,
+                StateDecl(AUDIO_IN_FRAME_COUNT_STATE, (BATCH_DIM, 1), init=0, reset_on_end_of_speech=False,
+                          dtype=torch.int64, batch_uniform=True,
                           description=f"how many of frontend_frames are real (0..{self.pending_frames})"),
             ]
         return decls

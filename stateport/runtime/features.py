@@ -9,8 +9,9 @@ loop never asks which kind it has:
   (``accept_features``); there is no audio, so no VAD and no automatic end-of-input flush (the
   runtime cannot know what silence looks like in the caller's feature space).
 
-A model with its frontend inside the graph (raw samples in) is one more stage: rows of
-``frame_hop_samples`` samples, silence = zeros, ``frame_end_sample(k) = (k + 1) * hop``.
+- :class:`AudioSamples`: the graph computes its own features (``card.audio_input``, see
+  :mod:`stateport.nn.audio_in`): a row is one sample at the card's rate, silence is zeros, and
+  at the end of input the stage says how many more zeros complete the frames the graph holds back.
 
 A stage *spec* (these classes) is shared by every stream of a model; ``open()`` gives the
 per-stream part (:class:`KaldiStream`), which holds the library's online extractor.
@@ -21,10 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CardError
-from ..spec import ModelCard
+from ..spec import (AUDIO_IN_FRAME_COUNT_STATE, AUDIO_IN_FRAMES_STATE, AUDIO_IN_SAMPLE_COUNT_STATE, ModelCard,
+                    state_port_names)
 from .frontend import FrontendConfig, StreamingFrontend, compute_features
 
-__all__ = ["FrameQueue", "KaldiFeatures", "FeaturesIn", "feature_stage_for", "receptive_field_tail_ms"]
+__all__ = ["FrameQueue", "KaldiFeatures", "FeaturesIn", "AudioSamples", "feature_stage_for", "frontend_hop_samples",
+           "receptive_field_tail_ms"]
 
 
 class FrameQueue:
@@ -97,6 +100,14 @@ class KaldiFeatures:
         """Samples a stream must have fed before frame ``frame_index`` can be computed."""
         return frame_index * self.hop_samples + self._end_offset
 
+    def heard_sample(self, row: int) -> int:
+        """Samples the model had heard once input row ``row`` reached it: the end of that frame's window."""
+        return self.frame_end_sample(row)
+
+    def completion_samples(self, state: dict) -> int:
+        """Zeros to feed after the end-of-input padding: none (the runtime pads the last chunk itself)."""
+        return 0
+
     def open(self) -> "KaldiStream":
         return KaldiStream(self.config)
 
@@ -160,9 +171,97 @@ class FeaturesIn:
     def open(self):
         return None
 
+    def completion_samples(self, state: dict) -> int:
+        return 0
+
+
+class AudioSamples:
+    """The graph computes its own features (an audio-in card): rows are samples ``[T, 1]`` at the card's rate.
+
+    ``config``: the frontend inside the graph (``card.feature_frontend``). What it holds back
+    between calls is in the model's state: ``frontend_sample_count`` (samples since the next
+    frame's start) and ``frontend_frame_count`` (frames computed but waiting for a whole model
+    step of ``step_frames``; absent when any frame count is a step).
+    """
+
+    takes_audio = True
+    num_features = 1
+    hop_samples = 1
+    frame_length_samples = 1
+    silence_row = np.zeros(1, np.float32)
+    SAMPLE_COUNT = state_port_names(AUDIO_IN_SAMPLE_COUNT_STATE)[0]
+    FRAMES = state_port_names(AUDIO_IN_FRAMES_STATE)[0]
+    FRAME_COUNT = state_port_names(AUDIO_IN_FRAME_COUNT_STATE)[0]
+
+    def __init__(self, config: FrontendConfig, step_frames: int):
+        self.config = config
+        self.step_frames = step_frames
+        self._window = config.frame_length_samples
+        self._hop = config.frame_shift_samples
+
+    def frame_end_sample(self, row: int) -> int:
+        """Samples a stream must have fed before row (sample) ``row`` exists."""
+        return row + 1
+
+    def heard_sample(self, row: int) -> int:
+        """Samples the model had heard once sample ``row`` reached its layers: the end of the window of
+        the last in-graph frame that holds it (the frontend's own delay)."""
+        return (row // self._hop) * self._hop + self._window
+
+    def completion_samples(self, state: dict) -> int:
+        """Zeros that make the graph step the frames it still holds back (0 when it holds none).
+
+        The in-graph twin of the features-in runtime padding its last chunk with frames of
+        silence: the waiting frames plus new ones up to a whole model step. ``state``: the
+        stream's state inputs after its last call.
+        """
+        waiting = int(state[self.FRAME_COUNT].reshape(-1)[0]) if self.FRAME_COUNT in state else 0
+        if not waiting:
+            return 0
+        have = int(state[self.SAMPLE_COUNT].reshape(-1)[0])
+        return self._window - have + (self.step_frames - waiting - 1) * self._hop
+
+    def open(self) -> "SampleStream":
+        return SampleStream()
+
+
+class SampleStream:
+    """The per-stream part of :class:`AudioSamples`: the samples accepted since the last pop."""
+
+    __slots__ = ("_pieces", "_count", "finished")
+
+    def __init__(self):
+        self.reset()
+
+    @property
+    def next_frame_index(self) -> int:
+        return self._count
+
+    def accept(self, samples: np.ndarray) -> None:
+        """Float32 samples ``[N > 0]``, checked where they entered the stream."""
+        self._pieces.append(samples)
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def pop_into(self, queue: FrameQueue) -> None:
+        for piece in self._pieces:
+            queue.reserve(piece.shape[0])[:, 0] = piece
+            self._count += piece.shape[0]
+        self._pieces = []
+
+    def reset(self) -> None:
+        self._pieces: list = []
+        self._count = 0
+        self.finished = False
+
 
 def feature_stage_for(card: ModelCard, num_features: int):
     """The feature stage the card declares, checked against the input port's feature size."""
+    if card.audio_input:
+        config = FrontendConfig.from_dict(card.feature_frontend)
+        waiting = next((s for s in card.states if s.name == AudioSamples.FRAMES), None)
+        return AudioSamples(config, 1 + (waiting.shape[1] if waiting is not None else 0))
     if not card.frontend:
         return FeaturesIn(num_features)
     config = FrontendConfig.from_dict(card.frontend)
@@ -176,12 +275,22 @@ def feature_stage_for(card: ModelCard, num_features: int):
     return KaldiFeatures(config)
 
 
+def frontend_hop_samples(card: ModelCard) -> int:
+    """The hop of the feature frames the model's layers see: the card's, or (audio-in) its in-graph frontend's."""
+    if card.audio_input:
+        return FrontendConfig.from_dict(card.feature_frontend).frame_shift_samples
+    return card.streaming.frame_hop_samples
+
+
 def receptive_field_tail_ms(card: ModelCard) -> float:
     """Trailing audio a model with no emission delay needs to have heard the last sample: the
     frontend window past the last hop, the rest of the last subsampled output frame, and the
     look-ahead frames. The end-of-input flush of a card without ``tail_padding_ms``, and what
-    :func:`stateport.verify.tail.measure_tail_padding` certifies for an untrained export."""
+    :func:`stateport.verify.tail.measure_tail_padding` certifies for an untrained export.
+    An audio-in card gives what its features-in model's gives (its frames are the same)."""
     st = card.streaming
-    window = FrontendConfig.from_dict(card.frontend).frame_length_samples if card.frontend else st.frame_hop_samples
-    samples = max(window - st.frame_hop_samples, 0) + (st.subsampling - 1 + st.lookahead_frames) * st.frame_hop_samples
+    hop = frontend_hop_samples(card)
+    window = FrontendConfig.from_dict(card.feature_frontend).frame_length_samples if card.frontend else hop
+    # st.subsampling counts the card's rows (frames, or samples for an audio-in card).
+    samples = max(window - hop, 0) + (st.subsampling + st.lookahead_frames) * st.frame_hop_samples - hop
     return round(1000.0 * samples / st.sample_rate_hz, 3)

@@ -196,10 +196,13 @@ class Recognizer:
         if frame_wise != (port.time_axis is None):
             raise CardError(f"input {port.name}: frames_per_step {st.frames_per_step} contradicts time_axis "
                             f"{port.time_axis}")
+        # An audio-in graph (its frontend inside) takes samples [batch, S]: rows of one sample.
+        self._audio_in = card.audio_input
         feature_axes = [a for a in range(1, len(port.shape)) if a != port.time_axis]
-        if len(feature_axes) != 1:
-            raise UnsupportedError(f"input {port.name} {port.shape}: expected [batch, T, F] or [batch, F]")
-        declared = port.shape[feature_axes[0]]
+        if len(feature_axes) != (0 if self._audio_in else 1):
+            raise UnsupportedError(f"input {port.name} {port.shape}: expected [batch, T, F] or [batch, F]"
+                                   + (" (an audio-in card: [batch, S])" if self._audio_in else ""))
+        declared = 1 if self._audio_in else port.shape[feature_axes[0]]
         if isinstance(declared, int):
             num_features = declared
         elif card.frontend:
@@ -389,18 +392,23 @@ class Recognizer:
                 feeds[name] = np.array([s._step_frame - s._offset_origin for s in streams], dtype=dtype)
 
     def _layout(self, rows: np.ndarray) -> np.ndarray:
-        """Rows ``[B, T, F]`` (``[B, F]`` frame-wise) -> the input port's layout."""
-        if self._time_axis not in (None, 1):
+        """Rows ``[B, T, F]`` (``[B, F]`` frame-wise; audio-in ``[B, S, 1]``) -> the input port's layout."""
+        if self._audio_in:
+            rows = rows[..., 0]
+        elif self._time_axis not in (None, 1):
             rows = np.moveaxis(rows, 1, self._time_axis)
         return np.ascontiguousarray(rows, dtype=np.float32)
 
     def _main_rows(self, outputs: list, real_frames: int) -> np.ndarray:
-        """The main output of one stream's step as ``[T_out, V]``, for its real (unpadded) frames."""
+        """The main output of one stream's step as ``[T_out, V]``, for its real (unpadded) frames.
+
+        An audio-in graph returns the output steps its call completed (0..n): every one counts.
+        """
         y = outputs[self._main_index].transpose(self._main_perm)[0]
         if self._main_port.time_axis is None:
             return y.reshape(1, -1)
-        keep = -(-real_frames // self._subsampling)
-        return y.reshape(y.shape[0], -1)[:keep]
+        keep = y.shape[0] if self._audio_in else -(-real_frames // self._subsampling)
+        return y.reshape(y.shape[0], math.prod(y.shape[1:]))[:keep]  # (an audio-in call may return 0 rows)
 
     # ------------------------------------------------------------------ one-liners
     def transcribe(self, samples, sample_rate_hz: int, *, read_samples: int | None = None, vad=None,
@@ -502,10 +510,12 @@ class Stream:
         self._fed = 0              # samples given to frontend and VAD ("fed space": drops removed)
         self._gaps: list[tuple[int, int]] = []  # (fed index, total dropped before it)
         self._step_frame = 0       # absolute frame index of the first queued frame
+        self._out_steps = 0        # output steps the model returned (audio-in: they lag the input)
         self._utt_start_frame = 0
         self._finals: list[FinalText] = []
         self._finished = False
         self._tail_fed = False
+        self._completed = False
         self._closed = False
         self.counters = StreamCounters()
 
@@ -698,10 +708,21 @@ class Stream:
         fps = rec._frames_per_step
         if queued >= fps:
             return frames.head(fps), rec._frames_advanced, rec._frames_advanced
-        if not self._finished or queued == 0:
+        if not self._finished:
             return None
         if self._features is not None and not self._features.finished:
             return None
+        if queued == 0:
+            # An audio-in graph may still hold frames back: the zeros that complete its last step.
+            extra = rec._stage.completion_samples(self._state) if self._fed and not self._completed else 0
+            self._completed = True
+            if not extra:
+                return None
+            frames.append(np.zeros((extra, 1), np.float32))
+            self.counters.tail_samples += extra
+            queued = extra
+            if queued >= fps:
+                return frames.head(fps), fps, fps
         look = rec._lookahead
         if queued <= look:  # only look-ahead frames are left: they have no outputs of their own
             frames.consume(queued)
@@ -721,10 +742,15 @@ class Stream:
         self._state = state
         self.counters.steps += 1
         self.counters.frames += advance
-        first = (self._step_frame - self._utt_start_frame) // rec._subsampling
         self._frames.consume(advance)
-        self._step_frame += advance
         y = rec._main_rows(outputs, real)
+        # Output step k of a features-in model covers its input frames from k * subsampling on, where
+        # the step started; an audio-in graph's lags its input (the frontend holds samples and frames
+        # back), so its outputs are counted: output step k covers samples from k * subsampling on.
+        origin = self._out_steps * rec._subsampling if rec._audio_in else self._step_frame
+        first = (origin - self._utt_start_frame) // rec._subsampling
+        self._step_frame += advance
+        self._out_steps += y.shape[0]
         events += self._decoder.step(y, outputs, first, self._locate)
 
     def _locate(self, frame: int) -> int:
@@ -756,7 +782,8 @@ class Stream:
                           self._to_abs(max(end_sample, start_sample)), reason, times, done.scores, done.texts)
         self._finals.append(final)
         self.counters.finals += 1
-        self._utt_start_frame = self._step_frame
+        # The next utterance's outputs start here: an audio-in graph's at its next output step.
+        self._utt_start_frame = self._out_steps * rec._subsampling if rec._audio_in else self._step_frame
         return final
 
     def _boundary_sample(self) -> int:

@@ -100,7 +100,8 @@ class Streamer:
 
     @property
     def frontend_config(self) -> FrontendConfig | None:
-        return FrontendConfig.from_dict(self.card.frontend) if self.card.frontend else None
+        """The frontend this client computes: the card's, or None (features in; audio-in: the graph computes it)."""
+        return FrontendConfig.from_dict(self.card.frontend) if self.card.frontend and not self.card.audio_input else None
 
     @property
     def vad(self):

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..runtime.features import receptive_field_tail_ms
+from ..runtime.features import frontend_hop_samples, receptive_field_tail_ms
 from ..runtime.model_file import read_card, replace_card
 from ..runtime.recognizer import Recognizer
 
@@ -74,10 +74,11 @@ def _delays_ms(rec: Recognizer, recordings, silence_s: float) -> list:
         if not result.timestamps:
             out.append(None)
             continue
-        # The last token's output frame covers input frames [k, k + sub); the model had heard up to
-        # the end of the last one's window (plus its look-ahead frames) when it emitted the token.
+        # The last token's output frame covers input rows [k, k + sub); the model had heard up to the
+        # end of the last one's window (plus its look-ahead frames) when it emitted the token. (An
+        # audio-in card's rows are samples; the window is that of its in-graph frontend.)
         first_input_frame = int(round(result.timestamps[-1] * rate / hop))
-        heard = stage.frame_end_sample(first_input_frame + sub - 1 + st.lookahead_frames)
+        heard = stage.heard_sample(first_input_frame + sub - 1 + st.lookahead_frames)
         end = samples.shape[0] * rate / sample_rate
         out.append(1000.0 * (heard - end) / rate)
     return out
@@ -100,7 +101,7 @@ def measure_tail_padding(model, recordings=None, *, margin_ms: float | None = No
     card = rec.card
     st = card.streaming
     field_ms = receptive_field_tail_ms(card)
-    hop_ms = 1000.0 * st.frame_hop_samples / st.sample_rate_hz
+    hop_ms = 1000.0 * frontend_hop_samples(card) / st.sample_rate_hz  # the tail is a whole number of frame hops
     if recordings is None:
         return TailMeasurement(field_ms, f"receptive field (frontend window, subsampling {st.subsampling}, "
                                          f"look-ahead {st.lookahead_frames} frames): no emission delay measured",
@@ -113,7 +114,7 @@ def measure_tail_padding(model, recordings=None, *, margin_ms: float | None = No
     delays = _delays_ms(probe, recordings, silence_s)
     seen = np.array([d for d in delays if d is not None], dtype=np.float64)
     if margin_ms is None:
-        margin_ms = hop_ms * st.subsampling
+        margin_ms = 1000.0 * st.subsampling * st.frame_hop_samples / st.sample_rate_hz  # one output step
     if not seen.size:
         raise InvalidInputError(f"the model emitted no token on any of the {len(recordings)} recordings: "
                                 "nothing to measure (an untrained model? pass recordings=None)")

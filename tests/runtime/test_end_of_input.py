@@ -14,10 +14,9 @@ import onnx
 import pytest
 import soundfile as sf
 
-from stream_helpers import FSDD_DIR, needs_fsdd, tiny_ctc_model
+from stream_helpers import FSDD_DIR, needs_fsdd, tiny_ctc_model, trimmed_clips
 
 from stateport.assets import default_model_path
-from stateport.demo import demo_clips
 from stateport.errors import CardError
 from stateport.runtime.model_file import read_card, replace_card
 from stateport.runtime.recognizer import Recognizer
@@ -25,17 +24,6 @@ from stateport.train.metrics import word_error_rate
 from stateport.verify.tail import measure_tail_padding, write_tail_padding
 
 MAX_TRIMMED_CLIP_WER = 0.25  # the shipped clips' regression guard (measured 0.125: 4 of 32 digits, as padded)
-SPEECH_LEVEL = 0.01          # -40 dBFS: the clips' trailing room noise stays below it (measured peak 0.0099)
-
-
-def trimmed_clips():
-    """(samples cut at their last sample above -40 dBFS, rate, reference) of every shipped demo clip."""
-    out = []
-    for path, reference in demo_clips():
-        x, rate = sf.read(path, dtype="float32")
-        last = int(np.flatnonzero(np.abs(x) > SPEECH_LEVEL)[-1]) + 1
-        out.append((x[:last], rate, reference))
-    return out
 
 
 def test_the_shipped_card_carries_a_measured_tail():

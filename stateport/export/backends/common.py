@@ -35,7 +35,8 @@ class ExportSettings:
     backend-specific settings (coreml ``state``); provenance: what the card records of where
     the model came from; name: the card's model name; audio_input: the card's frontend inside
     the graph (PCM in, :class:`stateport.nn.AudioInput`; the job wraps the model, a backend that
-    cannot hold such a graph refuses it).
+    cannot hold such a graph refuses it); tail_padding: ``(ms, basis)``, the weights' measured
+    end-of-input tail for the card (:func:`stateport.export.sources.measured_tail`).
     """
 
     chunk_frames: int | None = None
@@ -46,6 +47,7 @@ class ExportSettings:
     provenance: dict = field(default_factory=dict)
     name: str | None = None
     audio_input: bool = False
+    tail_padding: tuple | None = None
 
     def __post_init__(self):
         if self.exporter not in EXPORTERS:
@@ -176,6 +178,12 @@ def prepare(model, settings: ExportSettings, *, backend: str, exporter: str, sta
     prov.update(backend=backend, exporter=exporter, opset=None)
     card = build_card(model, name=settings.name or prov["architecture"], chunk_frames=frames,
                       static=settings.static if static is None else static, provenance=prov)
+    if settings.tail_padding is not None:
+        ms, basis = settings.tail_padding
+        if card.audio_input:  # measured through the runtime frontend; the same holds inside the graph
+            basis += ("; the in-graph frontend has the runtime frontend's window and hop, and the end-of-input flush "
+                      "completes the last model step as the features-in runtime pads it")
+        card.streaming.tail_padding_ms, card.streaming.tail_padding_basis = float(ms), basis
     return model, card
 
 
