@@ -214,11 +214,13 @@ export function audioContract(card) {
   const rate = card.streaming.sample_rate_hz;
   const hop = kaldiSamples(fe.sample_rate_hz, fe.frame_shift_ms);
   const window = kaldiSamples(fe.sample_rate_hz, fe.frame_length_ms);
-  // The frames the graph can hold back: the pending-frame buffer plus the one that completes a step.
+  // The frames the graph can hold back until a whole model step: the pending-frame buffer's size + 1.
   const pending = states.find((s) => s.name === "frontend_frames_in");
   const stepFrames = pending ? pending.shape[1] + 1 : 1;
   const tailMs = card.streaming.tail_padding_ms;
-  const heldBack = window + stepFrames * hop;
+  // A card without a measured tail: the receptive field (the window past the last hop and the rest of
+  // the last output step), as stateport.runtime.features.receptive_field_tail_ms computes it.
+  const receptiveField = Math.max(window - hop, 0) + card.streaming.subsampling - hop;
   return {
     rate,
     inputName: inputs[0].name,
@@ -229,9 +231,12 @@ export function audioContract(card) {
     vocabulary: out.vocabulary,
     blankId: out.blank_id,
     states,
-    // End of input: the certified tail padding when the card has one (streaming.tail_padding_ms), and
-    // never less than the audio the graph holds back (the last window and the frames short of a step).
-    tailSamples: Math.max(heldBack, Number.isFinite(tailMs) ? Math.round((tailMs * rate) / 1000) : 0),
+    // End of input: the card's measured tail padding (streaming.tail_padding_ms; else the receptive
+    // field) of silence, then the zeros that complete the frames the graph still holds back.
+    tailSamples: Number.isFinite(tailMs) ? Math.round((tailMs * rate) / 1000) : receptiveField,
+    windowSamples: window,
+    hopSamples: hop,
+    stepFrames,
     optimization: { disable: "disabled", basic: "basic", extended: "extended", all: "all" }[
       (card.certificate && card.certificate.ort_graph_optimization) ||
       (card.provenance && card.provenance.quantization && card.provenance.quantization.ort_graph_optimization) || "all"],
@@ -353,6 +358,7 @@ export class Stream {
     this.resampler = null;
     this.inputRate = null;
     this.finished = false;
+    this.completed = false; // the zeros that complete the graph's last model step were fed
     this.tokens = [];
     this.lastToken = c.blankId;
     this.samplesIn = 0; // at the model rate, padding excluded
@@ -377,7 +383,7 @@ export class Stream {
     this.push(atRate);
   }
 
-  /** End of input: the resampler's tail, then the end-of-input padding (silence). */
+  /** End of input: the resampler's tail, then the end-of-input padding (silence; none if nothing was heard). */
   inputFinished() {
     if (this.finished) return;
     if (this.resampler) {
@@ -385,8 +391,22 @@ export class Stream {
       this.samplesIn += tail.length;
       this.push(tail);
     }
-    this.push(new Float32Array(this.recognizer.contract.tailSamples));
+    if (this.samplesIn) this.push(new Float32Array(this.recognizer.contract.tailSamples));
     this.finished = true;
+  }
+
+  /**
+   * Zeros that make the graph step the frames it still holds back (after the end-of-input padding):
+   * the next frame needs window - frontend_sample_count samples, each frame after it a hop, until the
+   * waiting frames (frontend_frame_count) make a whole model step. 0 when none wait.
+   */
+  completionSamples() {
+    const c = this.recognizer.contract;
+    const waiting = this.state.frontend_frame_count_in;
+    const count = waiting ? Number(waiting.data[0]) : 0;
+    if (!count) return 0;
+    const have = Number(this.state.frontend_sample_count_in.data[0]);
+    return c.windowSamples - have + (c.stepFrames - count - 1) * c.hopSamples;
   }
 
   push(samples) {
@@ -455,10 +475,20 @@ export class Recognizer {
     return stream.pendingSamples >= this.chunkSamples || (stream.finished && stream.pendingSamples > 0);
   }
 
-  /** Run the audio that is ready (one call with all of it); returns the events: partial text when tokens came. */
+  /**
+   * Run the audio that is ready (one call with all of it); returns the events: partial text when tokens came.
+   * After inputFinished(), this runs the rest and the zeros that complete the graph's last step.
+   */
   async decode(stream) {
     const events = [];
-    while (this.isReady(stream)) {
+    for (;;) {
+      if (!this.isReady(stream)) {
+        if (!stream.finished || stream.completed) break;
+        stream.completed = true;
+        const extra = stream.samplesIn ? stream.completionSamples() : 0;
+        if (!extra) break;
+        stream.push(new Float32Array(extra));
+      }
       const audio = stream.take();
       const feeds = { [this.contract.inputName]: new this.ort.Tensor("float32", audio, [1, audio.length]) };
       for (const s of this.contract.states) feeds[s.name] = stream.state[s.name];
@@ -525,6 +555,7 @@ export class Recognizer {
 
   /** The text and token ids so far (final once inputFinished() ran through decode()). */
   getResult(stream) {
-    return { text: this.textOf(stream.tokens), tokens: stream.tokens.slice(), final: stream.finished && !stream.pendingSamples };
+    return { text: this.textOf(stream.tokens), tokens: stream.tokens.slice(),
+      final: stream.finished && stream.completed && !stream.pendingSamples };
   }
 }

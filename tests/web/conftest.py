@@ -28,9 +28,16 @@ def node_client():
     return CLIENT
 
 
+def _node_major() -> int:
+    out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    return int(out.lstrip("v").split(".")[0])
+
+
 @pytest.fixture(scope="session")
 def browser():
     _node_modules("onnxruntime-web", "playwright-core")
+    if _node_major() < 20:  # Debian bookworm's nodejs is 18
+        pytest.skip(f"node {_node_major()}: playwright-core (drives Chromium) needs Node >= 20")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt install chromium; .ci/run does)")
     return CHROMIUM
@@ -38,18 +45,17 @@ def browser():
 
 @pytest.fixture(scope="session")
 def python_tokens():
-    """Token ids of today's Python runtime (Streamer, the shipped features-in model, knf) per shipped clip."""
+    """Token ids of the Python runtime (``stateport.Recognizer``: the shipped features-in model, knf) for a
+    recording, read 1024 samples at a time as the AudioWorklet delivers them."""
     import soundfile as sf
 
-    from stateport.runtime.streamer import Streamer
+    from stateport.runtime.recognizer import Recognizer
+
+    rec = Recognizer.builtin()
 
     def tokens(path):
         x, rate = sf.read(path, dtype="float32")
-        streamer = Streamer(os.path.join(ASSETS, "model.onnx"))
-        for a in range(0, len(x), 1024):
-            streamer.accept_waveform(x[a:a + 1024], rate)
-        streamer.input_finished()
-        return list(streamer.result().tokens)
+        return list(rec.transcribe(x, rate, read_samples=1024).tokens)
 
     return tokens
 

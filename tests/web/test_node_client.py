@@ -43,3 +43,23 @@ def test_node_resamples_like_the_python_runtime(node_client, audio_in_builtin, p
     for r in results:
         assert r["sample_rate_hz"] == 44100
         assert r["tokens"] == python_tokens(r["file"]), r["file"]
+
+
+def test_node_flushes_trimmed_clips_like_the_python_runtime(node_client, audio_in_builtin, tmp_path):
+    """Clips cut at their last sample: the end-of-input flush (the card's 410 ms of silence, then the zeros
+    that complete the graph's last step) decides the last word; Node's tokens == the Python Recognizer's
+    on the same audio-in file == the features-in model's."""
+    from stream_helpers import trimmed_clips
+
+    from stateport.runtime.recognizer import Recognizer
+
+    audio, features = Recognizer.from_file(audio_in_builtin), Recognizer.builtin()
+    files, expected = [], []
+    for i, (x, rate, _) in enumerate(trimmed_clips()):
+        files.append(str(tmp_path / f"trimmed_{i}.wav"))
+        sf.write(files[-1], x, rate, subtype="PCM_16")  # the clips are 16-bit: exact
+        tokens = list(audio.transcribe(x, rate, read_samples=1024).tokens)
+        assert tokens == list(features.transcribe(x, rate, read_samples=1024).tokens)
+        expected.append(tokens)
+    results = json.loads(run_node(["transcribe.mjs", audio_in_builtin, *files, "--json"]))
+    assert [r["tokens"] for r in results] == expected
