@@ -9,8 +9,9 @@ between them) into headless Chromium's fake microphone; the page's own numbers (
 model download, session creation, time to first partial, time per model call. Next to it, on the
 same audio at 16 kHz, one thread each: the same client module in Node (onnxruntime-node), ONNX
 Runtime in Python on the audio-in model (per call of the same size) and on the shipped features-in
-model alone (per 16-frame step: the difference is the in-graph frontend's cost), and today's
-Python runtime (Streamer: kaldi-native-fbank + the features-in model, whole loop). A benchmark: it
+model alone (per 16-frame step: the difference is the in-graph frontend's cost), and the Python
+runtime's whole loop (Streamer) on both: kaldi-native-fbank + the features-in model, and the
+audio-in model with no client frontend. A benchmark: it
 asserts nothing; the machine's load is part of the numbers (say so when you quote them).
 """
 
@@ -65,11 +66,12 @@ def _browser(site: str, wav: str, seconds: float, chromium: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _python_streamer(x: np.ndarray, rate: int, block: int) -> dict:
+def _python_streamer(model: str, x: np.ndarray, rate: int, block: int) -> dict:
+    """The Python runtime's whole loop (Streamer) on ``model``, fed ``block`` samples at a time."""
     from stateport.runtime.events import PartialText
     from stateport.runtime.streamer import Streamer
 
-    streamer = Streamer(os.path.join(ASSETS, "model.onnx"))
+    streamer = Streamer(model)
     first = None
     t0 = time.perf_counter()
     for a in range(0, len(x), block):
@@ -165,7 +167,8 @@ def main() -> None:
             "node_onnxruntime": {"text": node["text"], "calls": node["calls"], "mean_ms": round(node["ms_per_call"], 3)},
             "python_onnxruntime_audio_in": {**_python_audio_in(model, x, chunk), "samples_per_call": chunk},
             "python_onnxruntime_features_in_model_only": _python_features_in(x),
-            "python_streamer_features_in": _python_streamer(x, 16000, 1024),
+            "python_streamer_features_in": _python_streamer(os.path.join(ASSETS, "model.onnx"), x, 16000, 1024),
+            "python_streamer_audio_in": _python_streamer(model, x, 16000, 1024),
         }
     b, pa = result["browser"]["per_call"], result["python_onnxruntime_audio_in"]
     result["ratios"] = {"browser_vs_python_audio_in_mean": round(b["mean_ms"] / pa["mean_ms"], 2),
