@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stream_helpers import FSDD_DIR, needs_fsdd, trimmed_clips
+from corpus import FULL_FSDD_DIR, needs_full_fsdd
+from stream_helpers import trimmed_clips
 
 from stateport import transcribe_file
 from stateport.assets import default_model_path
@@ -172,13 +173,13 @@ def test_a_tail_belongs_to_its_weights():
         measured_tail({"architecture": "lstm-ctc", "checkpoint_sha256": "0" * 64}, default_model_path())
 
 
-@needs_fsdd
+@needs_full_fsdd
 def test_audio_in_emission_delays_equal_the_features_in_ones(recognizers):
     """Why the features-in model's measured tail holds for the audio-in file: on held-out recordings
     (not the 25-49 the shipped value was measured on) the delays are the same, recording by recording
     (benchmarks/end_of_input.py --model AUDIO_IN.onnx measures all 250)."""
     audio, features = recognizers
-    recordings = [sf.read(os.path.join(FSDD_DIR, f"{d}_george_{i}.wav"), dtype="float32")
+    recordings = [sf.read(os.path.join(FULL_FSDD_DIR, f"{d}_george_{i}.wav"), dtype="float32")
                   for d in range(10) for i in (5, 20)]
     got = measure_tail_padding(audio, recordings, source="FSDD george 5, 20")
     ref = measure_tail_padding(features, recordings, source="FSDD george 5, 20")

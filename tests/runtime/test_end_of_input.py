@@ -14,7 +14,8 @@ import onnx
 import pytest
 import soundfile as sf
 
-from stream_helpers import FSDD_DIR, needs_fsdd, tiny_ctc_model, trimmed_clips
+from corpus import FULL_FSDD_DIR, needs_full_fsdd
+from stream_helpers import tiny_ctc_model, trimmed_clips
 
 from stateport.assets import default_model_path
 from stateport.errors import CardError
@@ -101,13 +102,13 @@ def test_a_failed_card_rewrite_leaves_the_file_as_it_was(tmp_path, monkeypatch):
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.onnx"]
 
 
-@needs_fsdd
+@needs_full_fsdd
 def test_measuring_the_shipped_model_on_held_out_recordings():
     """A sample of the measurement the shipped value came from (benchmarks/end_of_input.py runs it all)."""
     recordings = []
     for digit in range(10):
         for index in (30, 45):
-            x, rate = sf.read(os.path.join(FSDD_DIR, f"{digit}_george_{index}.wav"), dtype="float32")
+            x, rate = sf.read(os.path.join(FULL_FSDD_DIR, f"{digit}_george_{index}.wav"), dtype="float32")
             recordings.append((x, rate))
     m = measure_tail_padding(default_model_path(), recordings, source="FSDD george 30, 45")
     assert m.method == "emission-delay" and m.emitted == 20 and m.margin_ms == 80.0
