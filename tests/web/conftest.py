@@ -24,7 +24,7 @@ def _node_modules(*packages):
 
 @pytest.fixture(scope="session")
 def node_client():
-    _node_modules("onnxruntime-node")
+    _node_modules("onnxruntime-node", "onnxruntime-web")  # the unit tests also pin onnxruntime-web's behaviour
     return CLIENT
 
 
