@@ -64,7 +64,7 @@ def run(args):
             raise InvalidInputError("--web runs the model with ONNX Runtime Web: it needs --backend onnx")
         client_sources()  # before the export: say now if `npm ci` has not run
         os.makedirs(args.web, exist_ok=True)  # the page's own folder (-o's folder must exist, as always)
-    out = args.out or (os.path.join(args.web, "model.onnx") if args.web else None)
+    out = args.out if args.out is not None else (os.path.join(args.web, "model.onnx") if args.web else None)
     if out is None:
         raise InvalidInputError("give the output path with -o/--out (or --web DIR)")
     what = args.arch + (f" ({args.size})" if args.size else "") if args.arch else args.module
