@@ -85,7 +85,9 @@ class RecognizerOptions:
             settings for classifier models (in output frames).
         keyword_background_id: the classifier's non-keyword class; None: the card's blank_id,
             else the class named "_background_" if there is one.
-        max_symbols_per_frame: transducer greedy search: most tokens on one encoder frame.
+        max_symbols_per_frame: transducer greedy search: most tokens on one encoder frame; None:
+            the model's convention (3 with an LSTM predictor; 1 with a stateless decoder, as
+            sherpa-onnx decodes it).
     """
 
     threads: int = 1
@@ -98,7 +100,7 @@ class RecognizerOptions:
     keyword_smoothing_frames: int = 5
     keyword_refractory_frames: int = 30
     keyword_background_id: int | None = None
-    max_symbols_per_frame: int = 3
+    max_symbols_per_frame: int | None = None
 
     def __post_init__(self):
         _positive_int("threads", self.threads)
@@ -108,7 +110,8 @@ class RecognizerOptions:
         if self.overflow not in OVERFLOW_POLICIES:
             raise InvalidInputError(f"overflow must be one of {OVERFLOW_POLICIES}; got {self.overflow!r}")
         _positive_int("beam_size", self.beam_size)
-        _positive_int("max_symbols_per_frame", self.max_symbols_per_frame)
+        if self.max_symbols_per_frame is not None:
+            _positive_int("max_symbols_per_frame", self.max_symbols_per_frame)
         if self.resampler_quality not in QUALITIES:
             raise InvalidInputError(f"resampler_quality must be one of {QUALITIES}; got {self.resampler_quality!r}")
 
@@ -155,6 +158,8 @@ class Recognizer:
         self._plan(card)
         self._make_decoder = output_decoder_factory(card, decoder=decoder, options=options, graphs=self.graphs,
                                                     main_port=self._main_port)
+        # Output decoders that step a batch of streams together (``step_many``), else None.
+        self._step_many = getattr(self._make_decoder, "step_many", None)
         self._set_tail(tail_padding_ms)
         self._silero = None
 
@@ -363,7 +368,8 @@ class Recognizer:
                 self._feed_side_inputs(feeds, [stream], rows.shape[0])
             values = self._call(feeds)
             n = self._num_outputs
-            stream._end_step(values[:n], dict(zip(self._state_names, values[n:])), real, advance, events[i])
+            y, first = stream._end_step(values[:n], dict(zip(self._state_names, values[n:])), real, advance)
+            events[i] += stream._decoder.step(y, values[:n], first, stream._locate)
             return
         rows = np.stack([job[0] for _, _, job in members])
         feeds = {self._input_name: self._layout(rows if not self._frame_wise else rows[:, 0])}
@@ -374,10 +380,19 @@ class Recognizer:
         values = self._call(feeds)
         n = self._num_outputs
         out_axes, state_axes = self._output_batch_axes, self._state_axes
+        stepped = []
         for k, (i, stream, (_, real, advance)) in enumerate(members):
             outs = [_take(v, axis, k) for v, axis in zip(values[:n], out_axes)]
             state = {name: _take(v, axis, k) for name, v, axis in zip(self._state_names, values[n:], state_axes)}
-            stream._end_step(outs, state, real, advance, events[i])
+            stepped.append((i, stream, outs, *stream._end_step(outs, state, real, advance)))
+        if self._step_many is not None:  # the output decoders step together (a transducer's search)
+            found = self._step_many([s._decoder for _, s, _, _, _ in stepped], [y for *_, y, _ in stepped],
+                                    [first for *_, first in stepped])
+            for (i, *_), new in zip(stepped, found):
+                events[i] += new
+            return
+        for i, stream, outs, y, first in stepped:
+            events[i] += stream._decoder.step(y, outs, first, stream._locate)
 
     def _feed_side_inputs(self, feeds: dict, streams: list, chunk_frames: int) -> None:
         """The side inputs the card asks for, one value per stream: ``chunk_length`` (frames in this
@@ -711,12 +726,13 @@ class Stream:
         if st.check_chunk_frames(queued) is None:
             return frames.head(queued), queued - look, queued
         length = fps if st.static else max(queued, st.min_frames)
-        length += (-length) % st.frame_multiple
+        length += (look - length) % st.frame_multiple  # look-ahead plus whole multiples
         pad = np.repeat(rec._stage.silence_row[None], length - queued, axis=0)
         self.counters.padded_frames += length - queued
         return np.concatenate([frames.head(queued), pad]), queued - look, queued
 
-    def _end_step(self, outputs: list, state: dict, real: int, advance: int, events: list) -> None:
+    def _end_step(self, outputs: list, state: dict, real: int, advance: int) -> tuple:
+        """Take a step's state and advance; returns ``(y, first_frame)`` for the output decoder."""
         rec = self._rec
         self._state = state
         self.counters.steps += 1
@@ -724,8 +740,7 @@ class Stream:
         first = (self._step_frame - self._utt_start_frame) // rec._subsampling
         self._frames.consume(advance)
         self._step_frame += advance
-        y = rec._main_rows(outputs, real)
-        events += self._decoder.step(y, outputs, first, self._locate)
+        return rec._main_rows(outputs, real), first
 
     def _locate(self, frame: int) -> int:
         """Absolute sample of output frame ``frame`` of the current utterance."""

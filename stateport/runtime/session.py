@@ -100,6 +100,10 @@ class OnnxStepSession:
                     self.session = wrap(self.session)
         self.optimization = optimization
         self._input = self.card.inputs[0]  # the only input of most models
+        # States the graph has no default for (no initializer: e.g. a sherpa-onnx layout): an
+        # offline call feeds their initial value.
+        required = graph_ports(self.session)["required"]
+        self._required_states = [s for s in self.card.states if s.name in required]
         self.state: dict[str, np.ndarray] | None = None
 
     # -- state ---------------------------------------------------------------------------
@@ -214,9 +218,12 @@ class OnnxStepSession:
         ``x``: one array, or a dict of arrays keyed by input port name (several inputs).
         """
         feeds = self._feeds(x)
+        batch = int(next(iter(feeds.values())).shape[0])
         if state is not None:
-            batch = int(next(iter(feeds.values())).shape[0])
             feeds.update(self.check_state(state, batch))
+        elif self._required_states:
+            feeds.update({s.name: np.full(s.concrete_shape(batch), s.init, dtype=np.dtype(s.dtype))
+                          for s in self._required_states})
         values = self.session.run(self.card.output_names, feeds)
         n = len(self.card.outputs)
         outputs = dict(zip(self.card.output_names[:n], values[:n]))
