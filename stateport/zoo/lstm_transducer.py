@@ -45,6 +45,7 @@ from ..nn import InputSpec, MultiGraphModule, StreamingLSTM, StreamingModule
 from ..nn.subsampling import Conv2dSubsampling4
 from ..spec import BATCH_DIM
 from .common import BLANK_ID, DIGIT_VOCABULARY, FeatureNorm
+from .common import output_contract as _output_contract
 from .registry import register
 
 UNK = "<unk>"  # sherpa-onnx scores this token as blank
@@ -61,12 +62,6 @@ def sherpa_fbank_frontend(num_mel_bins: int = 80) -> dict:
 
     return FrontendConfig(kind="fbank", sample_rate_hz=16000, num_mel_bins=num_mel_bins, snip_edges=False,
                           low_freq_hz=20.0, high_freq_hz=-400.0, input_scale=1.0).to_dict()
-
-
-def _output_contract(module: StreamingModule, kind: str, port: str, vocabulary: list) -> None:
-    s = module.streaming
-    s.output_kind, s.output_port = kind, port
-    s.vocabulary, s.blank_id = list(vocabulary), BLANK_ID
 
 
 class LstmTransducerEncoder(StreamingModule):
