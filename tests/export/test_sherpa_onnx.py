@@ -47,14 +47,20 @@ def lined_up(audio: np.ndarray, shift: int) -> tuple:
     return ours, np.concatenate([ours, np.zeros(HOP_SAMPLES, np.float32)])
 
 
-def sherpa_tokens(folder: str, audios: list) -> list:
-    rec = sherpa_onnx.OnlineRecognizer.from_transducer(**sherpa_paths(folder), num_threads=1)
+def finished_streams(rec, audios: list) -> list:
+    """One stream per recording, all of it accepted and input_finished() (the same API in both runtimes)."""
     streams = []
     for audio in audios:
         s = rec.create_stream()
         s.accept_waveform(16000, audio)
         s.input_finished()
         streams.append(s)
+    return streams
+
+
+def sherpa_tokens(folder: str, audios: list) -> list:
+    rec = sherpa_onnx.OnlineRecognizer.from_transducer(**sherpa_paths(folder), num_threads=1)
+    streams = finished_streams(rec, audios)
     while True:
         ready = [s for s in streams if rec.is_ready(s)]
         if not ready:
@@ -65,12 +71,7 @@ def sherpa_tokens(folder: str, audios: list) -> list:
 
 def our_tokens(folder: str, audios: list) -> list:
     rec = Recognizer.from_file(folder, tail_padding_ms=0)  # the silence is in the audio, as for sherpa-onnx
-    streams = []
-    for audio in audios:
-        s = rec.create_stream()
-        s.accept_waveform(16000, audio)
-        s.input_finished()
-        streams.append(s)
+    streams = finished_streams(rec, audios)
     live = streams
     while live:
         rec.decode_streams(live)
