@@ -246,8 +246,12 @@ def verify_file(path: str | os.PathLike, *, module: str | None = None, checkpoin
             model = reference if reference is not None else rebuild_reference(card, module=module,
                                                                               checkpoint=checkpoint)
             if reference is None and card.provenance.graph is not None:
-                # One graph of a multi-graph model (e.g. a transducer's joiner): prove that graph.
-                model = model.graphs()[card.provenance.graph]
+                # One graph of a multi-graph model (e.g. a transducer's joiner), or of a runtime's
+                # layout of the model (sherpa-onnx's): prove that graph.
+                layout = BACKENDS.get(card.provenance.backend)
+                graphs = (layout.impl("export").graphs(model) if layout is not None and layout.layout_of
+                          else model.graphs())
+                model = graphs[card.provenance.graph]
             if optimization is None and spec.name == "onnx":
                 from ..runtime.session import certified_optimization
 

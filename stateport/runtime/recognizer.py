@@ -121,8 +121,12 @@ def _is_transducer(model) -> bool:
 
 
 def _open(path: str | os.PathLike, *, threads: int, allow_uncertified: bool):
-    """An OnnxStepSession for a file, or the three graphs of a transducer export directory."""
+    """An OnnxStepSession for a file, or the graphs of an export directory: a transducer's three, or the
+    one ``model.onnx`` of a CTC model's sherpa-onnx folder."""
     if os.path.isdir(path):
+        single = os.path.join(path, "model.onnx")
+        if os.path.isfile(single) and not os.path.isfile(os.path.join(path, "encoder.onnx")):
+            return OnnxStepSession(single, threads=threads, allow_uncertified=allow_uncertified)
         return TransducerGraphs.from_directory(path, threads=threads, allow_uncertified=allow_uncertified)
     return OnnxStepSession(path, threads=threads, allow_uncertified=allow_uncertified)
 
@@ -168,7 +172,8 @@ class Recognizer:
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, allow_uncertified: bool = False,
                   decoder: str = "greedy", options: RecognizerOptions | None = None,
                   tail_padding_ms: float | None = None) -> "Recognizer":
-        """Open a stateport ``.onnx`` file, or the directory of ``stateport export --arch rnnt -o DIR``.
+        """Open a stateport ``.onnx`` file, or the directory of ``stateport export --arch rnnt -o DIR`` (or of
+        ``--backend sherpa-onnx``).
 
         The card is checked against the graph, and a model without a PASSED parity certificate is
         refused unless ``allow_uncertified`` (then ``rec.trust`` says so). ``threads`` overrides

@@ -1,6 +1,9 @@
 """Token parity in sherpa-onnx itself: one ``--backend sherpa-onnx`` export, decoded by
 ``sherpa_onnx.OnlineRecognizer`` (its C++ runtime) and by ``stateport.Recognizer``.
 
+A transducer (``lstm-transducer``, sherpa-onnx's ``model_type=lstm``) and a CTC model
+(``lstm-ctc`` on NeMo's features, in sherpa-onnx's online NeMo CTC contract).
+
 60 s of real speech (the shipped digit clips), two chunk sizes (T = 39 frames advancing 32, and
 T = 11 advancing 4), one stream and a batch of streams through each runtime's
 ``decode_streams``: the token sequences must be identical.
@@ -17,8 +20,10 @@ same frames, and nothing else may differ.
 import numpy as np
 import pytest
 
-from stateport.export import export_model
-from stateport.export.backends.sherpa_onnx import sherpa_paths
+from stateport.errors import UnsupportedError
+from stateport.export import export_model, export_torch_model
+from stateport.export.backends.sherpa_onnx import sherpa_nemo_fbank, sherpa_paths
+from stateport.export.sources import build_model
 from stateport.runtime import Recognizer
 from stream_helpers import shipped_speech
 
@@ -38,11 +43,11 @@ def export(request, tmp_path_factory):
     return str(out), shift
 
 
-def lined_up(audio: np.ndarray, shift: int) -> tuple:
+def lined_up(audio: np.ndarray, shift: int, lookahead: int = LOOKAHEAD_FRAMES) -> tuple:
     """(ours, sherpa's): ``audio`` + silence so that both runtimes run the same chunks over the same frames."""
     frames = audio.shape[0] // HOP_SAMPLES + 20  # at least 200 ms of silence after the speech
-    chunks = -(-(frames - LOOKAHEAD_FRAMES) // shift)
-    total_frames = chunks * shift + LOOKAHEAD_FRAMES  # snip_edges=false: frames = samples / hop
+    chunks = -(-(frames - lookahead) // shift)
+    total_frames = chunks * shift + lookahead  # snip_edges=false: frames = samples / hop
     ours = np.concatenate([audio, np.zeros(total_frames * HOP_SAMPLES - audio.shape[0], np.float32)])
     return ours, np.concatenate([ours, np.zeros(HOP_SAMPLES, np.float32)])
 
@@ -58,8 +63,12 @@ def finished_streams(rec, audios: list) -> list:
     return streams
 
 
-def sherpa_tokens(folder: str, audios: list) -> list:
-    rec = sherpa_onnx.OnlineRecognizer.from_transducer(**sherpa_paths(folder), num_threads=1)
+def sherpa_tokens(folder: str, audios: list, *, ctc: bool = False) -> list:
+    if ctc:
+        rec = sherpa_onnx.OnlineRecognizer.from_nemo_ctc(tokens=f"{folder}/tokens.txt", model=f"{folder}/model.onnx",
+                                                         num_threads=1)
+    else:
+        rec = sherpa_onnx.OnlineRecognizer.from_transducer(**sherpa_paths(folder), num_threads=1)
     streams = finished_streams(rec, audios)
     while True:
         ready = [s for s in streams if rec.is_ready(s)]
@@ -100,3 +109,35 @@ def test_batched_streams_decode_to_identical_tokens(export):
     got = our_tokens(folder, [o for o, _ in pairs])
     assert all(len(e) > 10 for e in expected)
     assert got == expected
+
+
+# ---------------------------------------------------------------------- CTC
+@pytest.fixture(scope="module")
+def ctc_export(tmp_path_factory):
+    """lstm-ctc tiny (random weights) declared as trained on NeMo's features, in sherpa-onnx's NeMo CTC folder."""
+    model, provenance = build_model(arch="lstm-ctc", size="tiny")
+    model.streaming.frontend = sherpa_nemo_fbank(80)
+    out = tmp_path_factory.mktemp("sherpa-ctc") / "lstm-ctc"
+    result = export_torch_model(model, out, backend="sherpa-onnx", provenance=provenance, seconds=5.0)
+    assert result.passed and sorted(p.name for p in out.iterdir()) == ["model.onnx", "tokens.txt"]
+    return str(out), result.graphs["model"].card.streaming.frames_advanced_per_step
+
+
+def test_ctc_sixty_seconds_and_batched_streams_decode_to_identical_tokens(ctc_export):
+    folder, shift = ctc_export
+    speech = shipped_speech(SECONDS)
+    ours, theirs = lined_up(speech, shift, lookahead=0)
+    (expected,) = sherpa_tokens(folder, [theirs], ctc=True)
+    (got,) = our_tokens(folder, [ours])
+    assert len(expected) > 100 and len(set(expected)) >= 5
+    assert got == expected
+    pairs = [lined_up(speech[a:a + n], shift, lookahead=0) for a, n in ((0, 16000 * 12), (16000 * 7, 16000 * 20),
+                                                                        (16000 * 30, 16000 * 9))]
+    assert our_tokens(folder, [o for o, _ in pairs]) == sherpa_tokens(folder, [t for _, t in pairs], ctc=True)
+
+
+def test_ctc_on_features_sherpa_does_not_compute_is_refused(tmp_path):
+    """The built-in architectures' Kaldi fbank (povey window) is not what sherpa-onnx computes for NeMo CTC."""
+    with pytest.raises(UnsupportedError, match=r"features sherpa-onnx does not compute for NeMo CTC.*window"):
+        export_model(tmp_path / "m", arch="lstm-ctc", size="tiny", backend="sherpa-onnx", verify=False)
+    assert not (tmp_path / "m").exists()

@@ -159,8 +159,8 @@ def test_verify_reproves_the_folder_and_keeps_sherpas_metadata(tiny_export, tmp_
 def test_models_that_do_not_map_are_refused_with_the_reason(tmp_path, capsys):
     with pytest.raises(UnsupportedError, match="predictor with its own recurrent state"):
         export_model(tmp_path / "a", arch="rnnt", size="tiny", backend="sherpa-onnx", verify=False)
-    with pytest.raises(UnsupportedError, match="one graph with output kind 'ctc'"):
-        export_model(tmp_path / "b", arch="lstm-ctc", size="tiny", backend="sherpa-onnx", verify=False)
+    with pytest.raises(UnsupportedError, match="one graph with output kind 'classifier'"):
+        export_model(tmp_path / "b", arch="dscnn-kws", size="tiny", backend="sherpa-onnx", verify=False)
     entry = get_architecture("lstm-transducer")
     model = entry.build("tiny")
     model.encoder.streaming.frontend = {**model.encoder.streaming.frontend, "input_scale": 32768.0,
