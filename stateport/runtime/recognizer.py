@@ -62,6 +62,13 @@ from .vad import SileroVad
 
 __all__ = ["Recognizer", "Stream", "RecognizerOptions", "transcribe_file", "DECODERS"]
 
+# After input_finished() the rest of a stream's audio is all there: it goes to the frontend up to
+# this much per call instead of one chunk per step. Short chunks (T=11: 4 frames a step) otherwise
+# paid a frontend call, a ring read and a frame pop every step, a third of the loop's own time
+# (benchmarks/vs_sherpa.py, 16 streams); a live stream still moves one chunk at a time, so that
+# drop_backlog can reach its backlog.
+FINISHED_FEED_S = 1.0
+
 
 def _positive_int(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -273,6 +280,7 @@ class Recognizer:
             basis = "receptive field (the card declares no tail_padding_ms)"
         self.tail_padding_ms, self.tail_padding_basis = ms, basis
         self._tail_samples = int(round(ms * self.sample_rate_hz / 1000)) if self._stage.takes_audio else 0
+        self._finished_feed = int(FINISHED_FEED_S * self.sample_rate_hz)
 
     # ------------------------------------------------------------------ model facts
     @property
@@ -621,7 +629,8 @@ class Stream:
 
         Audio moves only once the whole chunk's samples are there (or the input has ended): one
         frontend call per step rather than per read, and the backlog waits in the ring buffer,
-        where ``drop_backlog`` can reach it.
+        where ``drop_backlog`` can reach it. After the input has ended, up to
+        :data:`FINISHED_FEED_S` moves per call.
         """
         fe = self._features
         if fe is None:
@@ -655,7 +664,7 @@ class Stream:
                 # reaches this index, is_ready() need not come here (it is asked after every read).
                 self._ready_at = self._fed_abs + min(need, ring.capacity_samples // 2)
                 return
-            count = min(available, need)
+            count = min(available, max(need, self._rec._finished_feed) if self._finished else need)
             chunk = ring.read(self._fed_abs, count)
             ring.discard_before(self._fed_abs + count)
             fe.accept(chunk)
