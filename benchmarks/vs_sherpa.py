@@ -21,6 +21,10 @@ two runtimes run the same chunks; the tokens are checked to be identical. Each c
 median of ``--repeats`` runs, the two runtimes taking turns, and the ratio is ours / sherpa-onnx
 (below 1: we are faster). A benchmark, not a test: its numbers depend on the machine (and on
 whatever else runs on it).
+
+``--breakdown``: where the time goes, from one more run of each cell (not one of the timed ones):
+sherpa-onnx's ``accept_waveform`` (its features) and its decoding; our features
+(kaldi-native-fbank), our ONNX Runtime calls and the rest (our Python loop and search).
 """
 
 from __future__ import annotations
@@ -86,6 +90,59 @@ def decode_all(rec, audios: list, ready, step_one, step_many, result) -> tuple:
     return elapsed, [result(s) for s in streams]
 
 
+class Clock:
+    """Seconds spent inside wrapped callables, by label (for --breakdown)."""
+
+    def __init__(self):
+        self.seconds: dict = {}
+
+    def wrap(self, label: str, fn):
+        def timed(*args, _fn=fn, _label=label):
+            t0 = time.perf_counter()
+            try:
+                return _fn(*args)
+            finally:
+                self.seconds[_label] = self.seconds.get(_label, 0.0) + time.perf_counter() - t0
+        return timed
+
+
+def breakdown(ours, theirs, inputs: dict) -> dict:
+    """One instrumented run of each runtime: seconds in features, ONNX Runtime and the rest."""
+    from stateport.runtime import features
+
+    clock = Clock()
+    sessions = [ours.graphs.encoder, ours.graphs.predictor, ours.graphs.joiner] if ours.graphs else [ours.session]
+    saved = [(s, s._raw_run) for s in sessions]
+    accept = features.KaldiStream.accept
+    try:
+        for s, run in saved:
+            s._raw_run = clock.wrap("onnxruntime", run)
+        features.KaldiStream.accept = clock.wrap("features", accept)
+        elapsed, _ = decode_all(ours, inputs["stateport"], ours.is_ready, ours.decode_stream, ours.decode_streams,
+                                lambda s: None)
+    finally:
+        for s, run in saved:
+            s._raw_run = run
+        features.KaldiStream.accept = accept
+    row = {"stateport_features_s": clock.seconds.get("features", 0.0),
+           "stateport_onnxruntime_s": clock.seconds.get("onnxruntime", 0.0)}
+    row["stateport_rest_s"] = elapsed - row["stateport_features_s"] - row["stateport_onnxruntime_s"]
+    t0 = time.perf_counter()
+    streams = []
+    for audio in inputs["sherpa-onnx"]:
+        s = theirs.create_stream()
+        s.accept_waveform(16000, audio)
+        s.input_finished()
+        streams.append(s)
+    t1 = time.perf_counter()
+    live = [s for s in streams if theirs.is_ready(s)]
+    while live:
+        theirs.decode_streams(live) if len(streams) > 1 else theirs.decode_stream(live[0])
+        live = [s for s in live if theirs.is_ready(s)]
+    row.update(sherpa_onnx_features_s=t1 - t0, sherpa_onnx_decode_s=time.perf_counter() - t1)
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="small", help="lstm-transducer size (tiny, small, default)")
@@ -94,6 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--streams", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--seconds", type=float, default=60.0, help="audio per stream")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--breakdown", action="store_true", help="also time features / ONNX Runtime / the rest")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
@@ -137,12 +195,19 @@ def main(argv=None) -> int:
                              "sherpa_onnx_rtf": med["sherpa-onnx"] / audio_s, "stateport_rtf": med["stateport"] / audio_s,
                              "tokens_identical": tokens["stateport"] == tokens["sherpa-onnx"],
                              "tokens": sum(len(t) for t in tokens["sherpa-onnx"])})
+                if args.breakdown:
+                    rows[-1].update(breakdown(ours, theirs, inputs))
                 if not args.json:
                     r = rows[-1]
                     print(f"T={chunk:3d} (shift {shift:2d}) streams={n:3d}: sherpa-onnx {r['sherpa_onnx_s']:.3f} s "
                           f"(RTF {r['sherpa_onnx_rtf']:.4f}), stateport {r['stateport_s']:.3f} s "
                           f"(RTF {r['stateport_rtf']:.4f}), ratio {r['ratio']:.2f}x, tokens identical: "
                           f"{r['tokens_identical']} ({r['tokens']})", flush=True)
+                    if args.breakdown:
+                        print(f"    sherpa-onnx: features {r['sherpa_onnx_features_s']:.3f} s, decoding "
+                              f"{r['sherpa_onnx_decode_s']:.3f} s; stateport: features {r['stateport_features_s']:.3f} s, "
+                              f"onnxruntime {r['stateport_onnxruntime_s']:.3f} s, rest {r['stateport_rest_s']:.3f} s",
+                              flush=True)
     meta = {"size": args.size, "checkpoint": args.checkpoint, "seconds": args.seconds, "repeats": args.repeats,
             "sherpa_onnx": sherpa_onnx.__version__ if hasattr(sherpa_onnx, "__version__") else "?",
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version()}
