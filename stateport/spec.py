@@ -46,7 +46,7 @@ SUPPORTED_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int8", "
 # ``chunk_length``: frames in this step's chunk; ``stream_offset``: frames advanced before it.
 SIDE_ROLES = ("chunk_length", "stream_offset")
 OUTPUT_KINDS = ("ctc", "transducer_encoder", "transducer_predictor", "transducer_joiner",
-                "classifier", "vad", "raw")
+                "classifier", "vad", "raw", "transducer_decoder")
 
 _PORT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -222,7 +222,9 @@ class StreamingSpec:
     A step consumes ``frames_per_step`` feature frames (the nominal chunk) and advances the
     stream by ``frames_advanced_per_step`` (smaller when chunks overlap for look-ahead).
     Chunk lengths must be a multiple of ``frame_multiple`` (e.g. the subsampling factor) and at
-    least ``min_frames``; a static export takes exactly ``frames_per_step``. ``frames_per_step``
+    least ``min_frames``; a static export takes exactly ``frames_per_step``. With look-ahead,
+    the multiple counts the frames a step advances over (a chunk is ``lookahead_frames`` plus
+    a multiple) and ``min_frames`` the whole chunk. ``frames_per_step``
     of 0 means the input has no time axis (one frame per call, e.g. an LSTMCell step).
 
     ``chunk_exact``: the model equals its offline reference only when every step advances
@@ -286,7 +288,10 @@ class StreamingSpec:
             return f"this static export takes exactly {self.frames_per_step} frames per step"
         if frames < self.min_frames:
             return f"a chunk needs at least {self.min_frames} frames"
-        if frames % self.frame_multiple:
+        if (frames - self.lookahead_frames) % self.frame_multiple:
+            if self.lookahead_frames:  # the multiple counts the frames a step advances over
+                return (f"chunk length must be {self.lookahead_frames} look-ahead frames plus a multiple of "
+                        f"{self.frame_multiple} frames")
             return f"chunk length must be a multiple of {self.frame_multiple} frames"
         if self.chunk_exact and frames > self.frames_per_step:
             return (f"this model takes exactly {self.frames_per_step} frames per step (a shorter chunk only at "

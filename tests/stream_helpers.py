@@ -100,3 +100,22 @@ def digits_stream(names, *, silence_s: float = 1.0, rate_hz: int = 16000) -> np.
 def reads(samples: np.ndarray, size: int):
     """``samples`` in consecutive reads of ``size`` (the last one shorter)."""
     return [samples[a:a + size] for a in range(0, samples.shape[0], size)]
+
+
+def shipped_speech(seconds: float, rate_hz: int = 16000) -> np.ndarray:
+    """Real speech that every install has: the package's digit clips (FSDD, speaker george, CC BY-SA
+    4.0; see stateport/assets/digits/clips/ATTRIBUTION.md), end to end and repeated, each pass at
+    another level (-6 dB, 0 dB, +4 dB, ...), cut to ``seconds``."""
+    import soundfile as sf
+
+    from stateport.assets import builtin_dir
+
+    clips = [sf.read(p, dtype="float32")[0] for p in sorted((builtin_dir() / "clips").glob("*.wav"))]
+    want, parts, total, k = int(seconds * rate_hz), [], 0, 0
+    while total < want:
+        gain = 10 ** ((-6.0 + 5.0 * (k % 3)) / 20)
+        for clip in (clips if k % 2 == 0 else clips[::-1]):
+            parts.append(clip * gain)
+            total += clip.shape[0]
+        k += 1
+    return np.concatenate(parts)[:want].astype(np.float32)

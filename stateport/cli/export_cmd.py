@@ -30,9 +30,10 @@ def add_parser(sub):
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="torch exporter (dynamo freezes LSTM time axes on torch 2.13: for diagnosis)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="init seed of a built-in architecture without checkpoint")
-    p.add_argument("--backend", default="onnx", choices=backend_names(),
+    p.add_argument("--backend", "--format", dest="backend", default="onnx", choices=backend_names(),
                    help="output format: .onnx, .tflite, .mlpackage, .pte, or OpenVINO .xml (each needs its extra, "
-                        "e.g. pip install 'stateport[tflite]')")
+                        "e.g. pip install 'stateport[tflite]'), or sherpa-onnx (a folder sherpa-onnx's online "
+                        "recognizer loads: encoder/decoder/joiner .onnx + tokens.txt)")
     p.add_argument("--quantize", choices=["dynamic-int8"],
                    help="tflite only: int8 weights, float activations (proven against the float model at 0.25 "
                         "unless --tolerance says otherwise); for ONNX use `stateport quantize`")

@@ -149,18 +149,19 @@ def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None
         model = AudioInput(model)  # says why a model cannot take audio (e.g. a multi-graph transducer)
     tolerance = default_tolerance(quantize) if tolerance is None else tolerance
     job = dict(verify=verify, seconds=seconds, tolerance=tolerance)
-    if not isinstance(model, MultiGraphModule):
+    layout = spec.impl("export") if spec.layout_of else None  # a runtime's folder layout (sherpa-onnx)
+    if layout is None and not isinstance(model, MultiGraphModule):
         if not out.rstrip("/").endswith(spec.suffix):
             raise InvalidInputError(f"--backend {spec.name} writes a {spec.suffix} file; got output path {out!r}")
         with atomic_output(out, directory=spec.directory, companions=spec.companions, suffix=spec.suffix,
                            replaceable=_is_package if spec.directory else None) as target:
             result = _export_graph(model, target.tmp, spec, settings, **job)
             return _finish(target, result, spec)
-    graphs = model.graphs()
+    graphs = layout.graphs(model) if layout is not None else model.graphs()
     if any(out.rstrip("/").endswith(b.suffix) for b in BACKENDS.values()):
         raise OutputPathError(f"{type(model).__name__} has {len(graphs)} graphs ({', '.join(graphs)}): -o names the "
                               f"folder to write them into, one file each; got {out!r}")
-    files = {f"{g}{spec.suffix}" for g in graphs}
+    files = {f"{g}{spec.suffix}" for g in graphs} | set(layout.extra_file_names() if layout is not None else ())
     with atomic_output(out, directory=True, replaceable=lambda p: set(os.listdir(p)) <= files) as target:
         arch = settings.provenance.get("architecture", type(model).__name__)
         results = {}
@@ -171,6 +172,10 @@ def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None
                                               name=settings.name or f"{arch}-{gname}")
             results[gname] = _export_graph(graph.eval(), os.path.join(target.tmp, gname + spec.suffix), spec,
                                            graph_settings, **job)
+        if layout is not None:
+            for fname, text in layout.folder_files({g: r.card for g, r in results.items()}).items():
+                with open(os.path.join(target.tmp, fname), "w", encoding="utf-8") as f:
+                    f.write(text)
         reports = {g: r.report for g, r in results.items()}
         merged = merge_reports(reports) if verify else None
         notes = list(dict.fromkeys(n for r in results.values() for n in r.notes))
@@ -257,8 +262,12 @@ def verify_file(path: str | os.PathLike, *, module: str | None = None, checkpoin
             model = reference if reference is not None else rebuild_reference(card, module=module,
                                                                               checkpoint=checkpoint)
             if reference is None and card.provenance.graph is not None:
-                # One graph of a multi-graph model (e.g. a transducer's joiner): prove that graph.
-                model = model.graphs()[card.provenance.graph]
+                # One graph of a multi-graph model (e.g. a transducer's joiner), or of a runtime's
+                # layout of the model (sherpa-onnx's): prove that graph.
+                layout = BACKENDS.get(card.provenance.backend)
+                graphs = (layout.impl("export").graphs(model) if layout is not None and layout.layout_of
+                          else model.graphs())
+                model = graphs[card.provenance.graph]
             if optimization is None and spec.name == "onnx":
                 from ..runtime.session import certified_optimization
 

@@ -404,8 +404,9 @@ class StreamingFrontend:
         stream's audio: checking them again here cost a tenth of the client loop, measured)."""
         if self._finished:
             raise InvalidInputError("accept_waveform after input_finished(); call reset() to start a new stream")
-        scaled = np.multiply(samples, self._config.input_scale, dtype=np.float32)
-        self._computer.accept_waveform(self._rate_hz, scaled)
+        scale = self._config.input_scale
+        self._computer.accept_waveform(self._rate_hz, samples if scale == 1.0 else
+                                       np.multiply(samples, scale, dtype=np.float32))
         self._num_samples_accepted += samples.shape[0]
 
     def pop_frames(self, max_frames: int | None = None) -> np.ndarray:

@@ -156,22 +156,36 @@ class CtcBeamOutput(CtcGreedyOutput):
 
 
 class TransducerOutput(_TokenOutput):
-    """Greedy transducer search over this stream's encoder frames; the predictor state is the stream's."""
+    """Greedy transducer search over this stream's encoder frames; the predictor state is the stream's.
 
-    def __init__(self, graphs, max_symbols_per_frame: int, separator: str):
-        self._decoder = graphs.new_decoder(max_symbols_per_frame=max_symbols_per_frame)
+    Streams stepped together go through :meth:`step_many`: one search over all of them, so the
+    joiner and predictor calls of a batched step are batched too.
+    """
+
+    def __init__(self, graphs, search, separator: str):
+        self._search, self._vocab = search, graphs.vocabulary
+        self._hypothesis = search.start()
         self._log = _TokenLog(separator)
 
     def step(self, y, outputs, first_frame, locate) -> list:
-        emitted = self._decoder.accept(y, start_frame=first_frame)
-        if not emitted:
+        (found,) = self._search.decode([self._hypothesis], [y])
+        return self._emit(found, first_frame)
+
+    @staticmethod
+    def step_many(decoders: list, ys: list, first_frames: list) -> list:
+        """Step several streams' decoders (of one recognizer) at once; one list of events per stream."""
+        found = decoders[0]._search.decode([d._hypothesis for d in decoders], ys)
+        return [d._emit(f, first) for d, f, first in zip(decoders, found, first_frames)]
+
+    def _emit(self, found: list, first_frame: int) -> list:
+        if not found:
             return []
-        self._log.add([t.token_id for t in emitted], [t.text for t in emitted], [t.frame_index for t in emitted],
-                      [])
+        ids = [t for t, _ in found]
+        self._log.add(ids, [self._vocab[t] for t in ids], [first_frame + f for _, f in found], [])
         return [PartialText(self._log.text, tuple(self._log.ids))]
 
     def _restart(self) -> None:
-        self._decoder.reset()
+        self._hypothesis = self._search.start()
 
 
 class KeywordOutput(_TokenOutput):
@@ -242,6 +256,9 @@ class RawOutputs:
 def output_decoder_factory(card: ModelCard, *, decoder: str, options, graphs=None, main_port=None):
     """A callable ``make(endpoint) -> decoder`` for one stream, for the card's output kind.
 
+    ``make.step_many``, where present, steps several streams' decoders at once
+    (``step_many(decoders, ys, first_frames) -> events per stream``).
+
     Everything that can be checked once per model is checked here (vocabulary, blank id, the
     decoder asked for), so creating a stream costs an object, not a validation.
     ``options``: a :class:`~stateport.runtime.streamer.StreamerOptions`-like object (separator,
@@ -268,7 +285,12 @@ def output_decoder_factory(card: ModelCard, *, decoder: str, options, graphs=Non
         if graphs is None:
             raise UnsupportedError("a transducer encoder decodes with its predictor and joiner: open the export's "
                                    "directory (Recognizer.from_file(DIR))")
-        return lambda endpoint: TransducerOutput(graphs, options.max_symbols_per_frame, sep)
+        search = graphs.search(options.max_symbols_per_frame)
+
+        def make(endpoint):
+            return TransducerOutput(graphs, search, sep)
+        make.step_many = TransducerOutput.step_many  # the recognizer steps a batch's searches together
+        return make
     if out.kind == "classifier":
         if not out.vocabulary:
             raise CardError("a classifier card needs output.vocabulary (the class names)")

@@ -62,6 +62,13 @@ from .vad import SileroVad
 
 __all__ = ["Recognizer", "Stream", "RecognizerOptions", "transcribe_file", "DECODERS"]
 
+# After input_finished() the rest of a stream's audio is all there: it goes to the frontend up to
+# this much per call instead of one chunk per step. Short chunks (T=11: 4 frames a step) otherwise
+# paid a frontend call, a ring read and a frame pop every step, a third of the loop's own time
+# (benchmarks/vs_sherpa.py, 16 streams); a live stream still moves one chunk at a time, so that
+# drop_backlog can reach its backlog.
+FINISHED_FEED_S = 1.0
+
 
 def _positive_int(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -85,7 +92,9 @@ class RecognizerOptions:
             settings for classifier models (in output frames).
         keyword_background_id: the classifier's non-keyword class; None: the card's blank_id,
             else the class named "_background_" if there is one.
-        max_symbols_per_frame: transducer greedy search: most tokens on one encoder frame.
+        max_symbols_per_frame: transducer greedy search: most tokens on one encoder frame; None:
+            the model's convention (3 with an LSTM predictor; 1 with a stateless decoder, as
+            sherpa-onnx decodes it).
     """
 
     threads: int = 1
@@ -98,7 +107,7 @@ class RecognizerOptions:
     keyword_smoothing_frames: int = 5
     keyword_refractory_frames: int = 30
     keyword_background_id: int | None = None
-    max_symbols_per_frame: int = 3
+    max_symbols_per_frame: int | None = None
 
     def __post_init__(self):
         _positive_int("threads", self.threads)
@@ -108,7 +117,8 @@ class RecognizerOptions:
         if self.overflow not in OVERFLOW_POLICIES:
             raise InvalidInputError(f"overflow must be one of {OVERFLOW_POLICIES}; got {self.overflow!r}")
         _positive_int("beam_size", self.beam_size)
-        _positive_int("max_symbols_per_frame", self.max_symbols_per_frame)
+        if self.max_symbols_per_frame is not None:
+            _positive_int("max_symbols_per_frame", self.max_symbols_per_frame)
         if self.resampler_quality not in QUALITIES:
             raise InvalidInputError(f"resampler_quality must be one of {QUALITIES}; got {self.resampler_quality!r}")
 
@@ -118,8 +128,12 @@ def _is_transducer(model) -> bool:
 
 
 def _open(path: str | os.PathLike, *, threads: int, allow_uncertified: bool):
-    """An OnnxStepSession for a file, or the three graphs of a transducer export directory."""
+    """An OnnxStepSession for a file, or the graphs of an export directory: a transducer's three, or the
+    one ``model.onnx`` of a CTC model's sherpa-onnx folder."""
     if os.path.isdir(path):
+        single = os.path.join(path, "model.onnx")
+        if os.path.isfile(single) and not os.path.isfile(os.path.join(path, "encoder.onnx")):
+            return OnnxStepSession(single, threads=threads, allow_uncertified=allow_uncertified)
         return TransducerGraphs.from_directory(path, threads=threads, allow_uncertified=allow_uncertified)
     return OnnxStepSession(path, threads=threads, allow_uncertified=allow_uncertified)
 
@@ -155,6 +169,8 @@ class Recognizer:
         self._plan(card)
         self._make_decoder = output_decoder_factory(card, decoder=decoder, options=options, graphs=self.graphs,
                                                     main_port=self._main_port)
+        # Output decoders that step a batch of streams together (``step_many``), else None.
+        self._step_many = getattr(self._make_decoder, "step_many", None)
         self._set_tail(tail_padding_ms)
         self._silero = None
 
@@ -163,7 +179,8 @@ class Recognizer:
     def from_file(cls, path: str | os.PathLike, *, threads: int | None = None, allow_uncertified: bool = False,
                   decoder: str = "greedy", options: RecognizerOptions | None = None,
                   tail_padding_ms: float | None = None) -> "Recognizer":
-        """Open a stateport ``.onnx`` file, or the directory of ``stateport export --arch rnnt -o DIR``.
+        """Open a stateport ``.onnx`` file, or the directory of ``stateport export --arch rnnt -o DIR`` (or of
+        ``--backend sherpa-onnx``).
 
         The card is checked against the graph, and a model without a PASSED parity certificate is
         refused unless ``allow_uncertified`` (then ``rec.trust`` says so). ``threads`` overrides
@@ -266,6 +283,7 @@ class Recognizer:
             basis = "receptive field (the card declares no tail_padding_ms)"
         self.tail_padding_ms, self.tail_padding_basis = ms, basis
         self._tail_samples = int(round(ms * self.sample_rate_hz / 1000)) if self._stage.takes_audio else 0
+        self._finished_feed = int(FINISHED_FEED_S * self.sample_rate_hz)
 
     # ------------------------------------------------------------------ model facts
     @property
@@ -366,7 +384,8 @@ class Recognizer:
                 self._feed_side_inputs(feeds, [stream], rows.shape[0])
             values = self._call(feeds)
             n = self._num_outputs
-            stream._end_step(values[:n], dict(zip(self._state_names, values[n:])), real, advance, events[i])
+            y, first = stream._end_step(values[:n], dict(zip(self._state_names, values[n:])), real, advance)
+            events[i] += stream._decoder.step(y, values[:n], first, stream._locate)
             return
         rows = np.stack([job[0] for _, _, job in members])
         feeds = {self._input_name: self._layout(rows if not self._frame_wise else rows[:, 0])}
@@ -377,10 +396,19 @@ class Recognizer:
         values = self._call(feeds)
         n = self._num_outputs
         out_axes, state_axes = self._output_batch_axes, self._state_axes
+        stepped = []
         for k, (i, stream, (_, real, advance)) in enumerate(members):
             outs = [_take(v, axis, k) for v, axis in zip(values[:n], out_axes)]
             state = {name: _take(v, axis, k) for name, v, axis in zip(self._state_names, values[n:], state_axes)}
-            stream._end_step(outs, state, real, advance, events[i])
+            stepped.append((i, stream, outs, *stream._end_step(outs, state, real, advance)))
+        if self._step_many is not None:  # the output decoders step together (a transducer's search)
+            found = self._step_many([s._decoder for _, s, _, _, _ in stepped], [y for *_, y, _ in stepped],
+                                    [first for *_, first in stepped])
+            for (i, *_), new in zip(stepped, found):
+                events[i] += new
+            return
+        for i, stream, outs, y, first in stepped:
+            events[i] += stream._decoder.step(y, outs, first, stream._locate)
 
     def _feed_side_inputs(self, feeds: dict, streams: list, chunk_frames: int) -> None:
         """The side inputs the card asks for, one value per stream: ``chunk_length`` (frames in this
@@ -611,7 +639,8 @@ class Stream:
 
         Audio moves only once the whole chunk's samples are there (or the input has ended): one
         frontend call per step rather than per read, and the backlog waits in the ring buffer,
-        where ``drop_backlog`` can reach it.
+        where ``drop_backlog`` can reach it. After the input has ended, up to
+        :data:`FINISHED_FEED_S` moves per call.
         """
         fe = self._features
         if fe is None:
@@ -645,7 +674,7 @@ class Stream:
                 # reaches this index, is_ready() need not come here (it is asked after every read).
                 self._ready_at = self._fed_abs + min(need, ring.capacity_samples // 2)
                 return
-            count = min(available, need)
+            count = min(available, max(need, self._rec._finished_feed) if self._finished else need)
             chunk = ring.read(self._fed_abs, count)
             ring.discard_before(self._fed_abs + count)
             fe.accept(chunk)
@@ -732,12 +761,13 @@ class Stream:
         if st.check_chunk_frames(queued) is None:
             return frames.head(queued), queued - look, queued
         length = fps if st.static else max(queued, st.min_frames)
-        length += (-length) % st.frame_multiple
+        length += (look - length) % st.frame_multiple  # look-ahead plus whole multiples
         pad = np.repeat(rec._stage.silence_row[None], length - queued, axis=0)
         self.counters.padded_frames += length - queued
         return np.concatenate([frames.head(queued), pad]), queued - look, queued
 
-    def _end_step(self, outputs: list, state: dict, real: int, advance: int, events: list) -> None:
+    def _end_step(self, outputs: list, state: dict, real: int, advance: int) -> tuple:
+        """Take a step's state and advance; returns ``(y, first_frame)`` for the output decoder."""
         rec = self._rec
         self._state = state
         self.counters.steps += 1
@@ -751,7 +781,7 @@ class Stream:
         first = (origin - self._utt_start_frame) // rec._subsampling
         self._step_frame += advance
         self._out_steps += y.shape[0]
-        events += self._decoder.step(y, outputs, first, self._locate)
+        return y, first
 
     def _locate(self, frame: int) -> int:
         """Absolute sample of output frame ``frame`` of the current utterance."""

@@ -74,12 +74,13 @@ def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
     total_frames -= s.lookahead_frames
     if s.chunk_exact:
         return {"nominal": _fill([s.frames_per_step - s.lookahead_frames], total_frames, 1)}
-    smallest = max(s.frame_multiple, s.min_frames)
+    smallest = max(s.frame_multiple, s.min_frames - s.lookahead_frames)  # min_frames counts the look-ahead
     smallest += (-smallest) % s.frame_multiple
     plans = {}
     plans["1-frame" if smallest == 1 else f"min-chunk {smallest}"] = _fill([smallest], total_frames, s.frame_multiple)
-    if s.frames_per_step != smallest:
-        plans["nominal"] = _fill([s.frames_per_step], total_frames, s.frame_multiple)
+    advance = s.frames_per_step - s.lookahead_frames
+    if advance != smallest:
+        plans["nominal"] = _fill([advance], total_frames, s.frame_multiple)
     rng = np.random.default_rng(seed)
     top = max(3 * s.frames_per_step // s.frame_multiple, 2)
     lengths, covered = [], 0
@@ -114,6 +115,9 @@ def usable_frames(card: ModelCard, frames: int) -> int:
     s = card.streaming
     unit = s.frames_per_step if s.static else max(s.frame_multiple, 1)
     frames = max(unit, frames - frames % max(unit, 1))
+    if not s.static and s.lookahead_frames and unit > 1:
+        # The steps advance over whole multiples; the look-ahead frames come after them.
+        frames = s.lookahead_frames + max((frames - s.lookahead_frames) // unit, 1) * unit
     advance = s.frames_per_step - s.lookahead_frames
     if s.chunk_exact and advance > unit and (frames - s.lookahead_frames) % advance == 0:
         frames -= advance // 2 // unit * unit  # so the stream ends with a shorter chunk, as real ones do

@@ -56,3 +56,10 @@ class InputNoise(nn.Module):
         if self.noise_std > 0:
             x = x + self.noise_std * torch.randn_like(x)
         return self.dropout(x)
+
+
+def output_contract(module, kind: str, port: str, vocabulary: list) -> None:
+    """Set a token model's output contract on ``module.streaming``: kind, port, vocabulary, blank id 0."""
+    s = module.streaming
+    s.output_kind, s.output_port = kind, port
+    s.vocabulary, s.blank_id = list(vocabulary), BLANK_ID

@@ -40,15 +40,10 @@ from torch import nn
 from ..nn import InputSpec, MultiGraphModule, StreamingLSTM, StreamingModule
 from ..spec import BATCH_DIM
 from .common import BLANK_ID, DIGIT_VOCABULARY, FeatureNorm, fbank_frontend
+from .common import output_contract as _output_contract
 from .registry import register
 
 TOKEN_DIM = "U"  # the predictor's time axis counts tokens
-
-
-def _output_contract(module: StreamingModule, kind: str, port: str, vocabulary: list) -> None:
-    s = module.streaming
-    s.output_kind, s.output_port = kind, port
-    s.vocabulary, s.blank_id = list(vocabulary), BLANK_ID
 
 
 class TransducerEncoder(StreamingModule):

@@ -61,7 +61,10 @@ def test_options_are_refused_where_a_backend_takes_none():
 
 
 def test_every_backend_has_a_distinct_suffix():
-    suffixes = [b.suffix for b in BACKENDS.values()]
+    # A runtime's folder layout (sherpa-onnx) writes another backend's files: the suffix tells formats apart.
+    suffixes = [b.suffix for b in BACKENDS.values() if b.layout_of is None]
     assert len(set(suffixes)) == len(suffixes)
+    assert all(BACKENDS[b.layout_of].suffix == b.suffix for b in BACKENDS.values() if b.layout_of)
+    assert backend_for_path("model/encoder.onnx").name == "onnx"
     assert backend_for_path("a/b/model.mlpackage/").name == "coreml"
     assert backend_for_path("x.tflite").name == "tflite"

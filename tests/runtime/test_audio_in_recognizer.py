@@ -42,9 +42,10 @@ def output_rows(rec: Recognizer, samples, rate) -> np.ndarray:
     """Every main-output row the recognizer decoded for one recording ``[T_out, V]``, and its result."""
     rows, step = [], Stream._end_step
 
-    def spy(stream, outputs, state, real, advance, events):
-        rows.append(rec._main_rows(outputs, real).copy())
-        return step(stream, outputs, state, real, advance, events)
+    def spy(stream, *args):
+        y, first = step(stream, *args)  # the rows the step hands to the output decoder
+        rows.append(np.array(y, copy=True))
+        return y, first
 
     Stream._end_step = spy
     try:

@@ -152,8 +152,9 @@ def check_chunk(model, chunk_frames: int | None) -> int:
     frames = chunk_frames if chunk_frames is not None else s.frames_per_step
     if frames is None or frames < 1:
         raise InvalidInputError(f"chunk_frames must be a positive number of frames, got {frames}")
-    if frames % s.frame_multiple or frames < s.min_frames:
-        raise InvalidInputError(f"chunk_frames={frames} does not fit this model: it needs a multiple of "
+    if (frames - s.lookahead_frames) % s.frame_multiple or frames < s.min_frames:
+        ahead = f"{s.lookahead_frames} look-ahead frames plus " if s.lookahead_frames else ""
+        raise InvalidInputError(f"chunk_frames={frames} does not fit this model: it needs {ahead}a multiple of "
                                 f"{s.frame_multiple} frames, at least {s.min_frames}")
     return frames
 

@@ -37,6 +37,11 @@ class Backend:
     missing one raises :class:`MissingDependencyError` naming ``extra``. ``directory``: the file
     is a folder (``.mlpackage``); ``companions``: suffixes of files written beside it (OpenVINO's
     ``.bin``), which travel with it (:mod:`stateport.atomic`).
+
+    ``layout_of``: the backend whose files this one writes, in another runtime's folder layout
+    (sherpa-onnx: ONNX files plus ``tokens.txt``). Its export is always a folder: the module's
+    ``graphs(model)`` says which graphs (or refuses the model), ``folder_files(cards)`` what is
+    written beside them; the files are then read, run and verified as ``layout_of``'s.
     """
 
     name: str
@@ -50,6 +55,7 @@ class Backend:
     static_only: bool = False
     directory: bool = False
     companions: tuple = ()
+    layout_of: str | None = None
 
     @property
     def install_hint(self) -> str:
@@ -94,6 +100,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("openvino", "OpenVINO IR (.xml + .bin), converted from the ONNX export", "openvino", ".xml",
             f"{_PKG}.openvino_ir", export_deps=(("openvino", "openvino"), ("onnx", "onnx")),
             run_deps=(("openvino", "openvino"),), companions=(".bin",)),
+    Backend("sherpa-onnx", "sherpa-onnx's online transducer folder (ONNX graphs + metadata + tokens.txt)", None,
+            ".onnx", f"{_PKG}.sherpa_onnx", export_deps=(("onnx", "onnx"),), run_deps=(("onnxruntime", "onnxruntime"),),
+            layout_of="onnx"),
 )}
 
 
@@ -111,11 +120,12 @@ def backend_for_path(path: str | os.PathLike) -> Backend:
     """The backend whose files end like ``path`` (``.onnx``, ``.tflite``, ``.mlpackage``, ``.pte``, ``.xml``):
     the suffix is how the formats are told apart (each format's reader then checks the content)."""
     p = os.fspath(path).rstrip("/")
-    for b in BACKENDS.values():
+    files = [b for b in BACKENDS.values() if b.layout_of is None]  # a layout's files are another backend's
+    for b in files:
         if p.endswith(b.suffix):
             return b
     raise ModelFileError(f"{p!r}: unknown model file type; expected one of "
-                         f"{', '.join(b.suffix for b in BACKENDS.values())}")
+                         f"{', '.join(b.suffix for b in files)}")
 
 
 def read_backend_card(path: str | os.PathLike):
