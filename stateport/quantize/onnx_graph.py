@@ -9,6 +9,10 @@
 - :func:`fold_weight_quantize`: a QAT export writes ``QuantizeLinear(float weight) ->
   DequantizeLinear``; folding the constant QuantizeLinear stores the weight as int8 (4x smaller)
   and computes the same numbers.
+- :func:`int8_weights`: int8 weights behind a DequantizeLinear for ops computed in float (the
+  dynamic recipe's convolutions): ONNX Runtime's quantizer has no weight-only mode for Conv.
+- :func:`floor_anchored_qparams`: the int8 grid whose lowest level is a clamp's floor, for QAT's
+  fake quantizers after a ``Clip(min)`` (see there).
 """
 
 from __future__ import annotations
@@ -64,6 +68,36 @@ def affine_qparams(low: float, high: float, *, symmetric: bool) -> tuple[np.floa
     return np.float32(scale), np.int8(np.clip(zero_point, INT8_MIN, INT8_MAX))
 
 
+def floor_anchored_qparams(floor: float, high: float) -> tuple[np.float32, np.int8] | None:
+    """int8 scale and zero point whose lowest level (-128) is exactly ``floor`` (< 0) and whose range reaches ``high``.
+
+    Why: an activation clamped below at ``floor`` (``Clip(min=floor)``, e.g. the speech embedding's
+    ``max(x, -0.4)``) is then quantized with a grid that starts at the clamp, so the quantizer's
+    own saturation *is* the clamp: ``Q(Clip(x)) == Q(x)`` for every x. ONNX Runtime removes a
+    ``Clip -> QuantizeLinear`` pair's Clip only when the quantizer's float range lies inside the
+    clip's (ClipQuantFusion, to float epsilon); a min/max calibrator's zero point rounds the low
+    end to anywhere within half a step of ``floor``, so about half the clamps stayed, and with
+    them a float island (DequantizeLinear, LeakyRelu, Clip, QuantizeLinear: measured 0.39 of
+    1.64 ms per step of the built-in model's static int8 graph). Chosen: the largest zero
+    point whose grid ``floor + k * scale`` (``scale = -floor / (128 + zp)``) still reaches ``high``,
+    i.e. the finest such grid. None when no int8 grid anchored at ``floor`` reaches ``high``
+    (``high > 255 * -floor``).
+    """
+    floor, high = float(floor), max(float(high), 0.0)
+    if not floor < 0:
+        raise ValueError(f"floor must be negative; got {floor}")
+    if high > -floor * (INT8_MAX - INT8_MIN):
+        return None
+    zp = INT8_MAX - 1
+    while zp > INT8_MIN and -floor * (INT8_MAX - zp) / (-INT8_MIN + zp) < high:
+        zp -= 1
+    scale = np.float32(-floor / (-INT8_MIN + zp))
+    # ONNX Runtime checks scale * (-128 - zp) >= floor in float32: keep the rounding on that side.
+    while np.float32(scale * np.float32(INT8_MIN - zp)) < np.float32(floor):
+        scale = np.nextafter(scale, np.float32(0))
+    return np.float32(scale), np.int8(zp)
+
+
 def quantize_per_row(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per slice along ``axis``: (int8 weight, float32 scales [weight.shape[axis]])."""
     reduce_axes = tuple(a for a in range(weight.ndim) if a != axis)
@@ -113,6 +147,39 @@ def qdq_lstm(proto, input_ranges: dict, *, symmetric_activations: bool = False) 
             node.input[0] = f"{tag}_x_dq"
         new_nodes.append(node)
         done.append(node.name)
+    del proto.graph.node[:]
+    proto.graph.node.extend(new_nodes)
+    proto.graph.initializer.extend(new_inits)
+    _drop_unused_initializers(proto)
+    return done
+
+
+def int8_weights(proto, op_types=("Conv",), *, axis: int = 0) -> list[str]:
+    """Store the constant weight (input 1) of every ``op_types`` node as int8 behind a DequantizeLinear (in place).
+
+    Symmetric int8, one scale per output channel (``axis`` 0 of a Conv weight); the op itself
+    keeps computing in float on the dequantized weight, so the file shrinks ~4x for those layers
+    and the arithmetic is the float op's. Written here because ONNX Runtime's quantizer has no
+    weight-only mode for Conv (``quantize_dynamic`` turns a Conv into ConvInteger, which the
+    dynamic recipe measured slower and less accurate: see :class:`~.recipes.DynamicInt8Config`).
+    Returns the names of the nodes whose weights were stored int8.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = _initializers(proto)
+    new_nodes, new_inits, done = [], [], []
+    for node in proto.graph.node:
+        name = node.input[1] if node.op_type in op_types and len(node.input) > 1 else None
+        if name in inits and inits[name].data_type == 1:  # float32 constant weight
+            q, scale = quantize_per_row(numpy_helper.to_array(inits[name]), axis=axis)
+            tag = name.replace("/", "_").strip("_")
+            new_inits += [numpy_helper.from_array(q, f"{tag}_int8"), numpy_helper.from_array(scale, f"{tag}_scale"),
+                          numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{tag}_zp")]
+            new_nodes.append(helper.make_node("DequantizeLinear", [f"{tag}_int8", f"{tag}_scale", f"{tag}_zp"],
+                                              [f"{tag}_dq"], name=f"{tag}_DQ", axis=axis))
+            node.input[1] = f"{tag}_dq"
+            done.append(node.name)
+        new_nodes.append(node)
     del proto.graph.node[:]
     proto.graph.node.extend(new_nodes)
     proto.graph.initializer.extend(new_inits)

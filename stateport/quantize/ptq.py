@@ -14,7 +14,7 @@ import tempfile
 from ..spec import ModelCard
 from .calibration import StateLoopReader
 from ..verify.state_defaults import restore_state_defaults, strip_state_defaults
-from .onnx_graph import qdq_lstm
+from .onnx_graph import int8_weights, qdq_lstm
 from .recipes import DynamicInt8Config, Fp16Config, StaticInt8Config
 
 
@@ -29,18 +29,35 @@ def _stripped_copy(fp32_path: str, card: ModelCard, tmp: str):
 
 
 def quantize_dynamic_int8(fp32_path: str, card: ModelCard, cfg: DynamicInt8Config):
-    """``onnxruntime.quantization.quantize_dynamic``: LSTM -> DynamicQuantizeLSTM, MatMul -> MatMulInteger."""
+    """``onnxruntime.quantization.quantize_dynamic``: LSTM -> DynamicQuantizeLSTM, MatMul -> MatMulInteger;
+    convolutions as ``cfg.conv`` says (int8 weights computed in float by default)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    op_types = list(cfg.op_types) + (["Conv"] if cfg.conv == "integer" else [])
     with tempfile.TemporaryDirectory(prefix="stateport-q-") as tmp:
         src, removed = _stripped_copy(fp32_path, card, tmp)
         out = os.path.join(tmp, "q.onnx")
-        quantize_dynamic(src, out, op_types_to_quantize=list(cfg.op_types), per_channel=cfg.per_channel,
+        quantize_dynamic(src, out, op_types_to_quantize=op_types, per_channel=cfg.per_channel,
                          reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8)
         proto = onnx.load(out)
+    weight_only = int8_weights(proto, ("Conv",)) if cfg.conv == "weight-only" else []
     restore_state_defaults(proto, removed)
-    return proto, {"tool": _ort_tool()}
+    float_compute = [n.name for n in proto.graph.node if n.op_type == "Conv"]
+    return proto, {"tool": _ort_tool(), "int8_weights_float_compute": weight_only,
+                   "float_nodes": float_compute, "float_nodes_why": _DYNAMIC_CONV_WHY[cfg.conv] if float_compute
+                   else None}
+
+
+_DYNAMIC_CONV_WHY = {
+    "weight-only": "convolutions: int8 weights, float compute (ONNX Runtime's dynamic conv, ConvInteger, was "
+                   "measured slower than the float conv and less accurate; see DynamicInt8Config.conv)",
+    "float": "convolutions left float by the recipe (conv='float')",
+    "integer": None,
+}
+
+
+LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # ops with weights: what "the first layer" means
 
 
 def input_layer_nodes(proto, input_name: str, op_types) -> list[str]:
@@ -86,7 +103,8 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
     with tempfile.TemporaryDirectory(prefix="stateport-q-") as tmp:
         src, removed = _stripped_copy(fp32_path, card, tmp)
         out = os.path.join(tmp, "q.onnx")
-        excluded = input_layer_nodes(fp32, card.inputs[0].name, cfg.op_types) if cfg.float_input_layer else []
+        layer_ops = [t for t in cfg.op_types if t in LAYER_OPS]
+        excluded = input_layer_nodes(fp32, card.inputs[0].name, layer_ops) if cfg.float_input_layer else []
         quantize_static(src, out, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(cfg.op_types),
                         nodes_to_exclude=excluded, per_channel=cfg.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method,
@@ -96,6 +114,7 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
         if cfg.quantize_lstm else []
     restore_state_defaults(proto, removed)
     return proto, {"tool": _ort_tool(), "calibration_steps": reader.steps, "quantized_lstms": len(lstms),
+                   "float_nodes": excluded,
                    "state_ranges": {k: v.to_dict() for k, v in reader.state_ranges.items()},
                    "lstm_input_ranges": {k: [round(a, 6) for a in v] for k, v in reader.tensor_ranges.items()}}
 
