@@ -147,7 +147,7 @@ def qat_finetune(float_model, cfg: QatInt8Config, task, *, log=print) -> QatResu
         if before is not None:
             evaluation["float"] = before
 
-    qat, replaced = make_qat_model(float_model)
+    qat, replaced = make_qat_model(float_model, float_input_layer=cfg.float_input_layer)
     qat.train()
     net = torch.nn.parallel.DistributedDataParallel(qat) if world > 1 else qat
     opt = torch.optim.AdamW(qat.parameters(), lr=cfg.learning_rate, weight_decay=0.0)

@@ -1,4 +1,5 @@
-"""QAT-friendly twins of nn.Linear and nn.LSTM: fake-quantized gate matmuls, same parameters, same state.
+"""QAT-friendly twins of nn.Linear, nn.LSTM, nn.Conv1d/2d and the speech embedding: fake-quantized where
+ONNX Runtime's int8 kernels will compute, same parameters, same state.
 
 Why not torchao's PT2E flow as is (measured on torch 2.13 / torchao 0.18, see the report in
 :mod:`stateport.quantize.qat`): ``torch.export`` keeps ``aten.lstm.input`` as one opaque op and the
@@ -20,6 +21,19 @@ offline, so the state ports stay float32 too. Exported with the TorchScript expo
 becomes ``QuantizeLinear/DequantizeLinear`` around an ONNX ``LSTM`` with a dynamic time axis and
 the float model's state ports; :func:`stateport.quantize.onnx_graph.fold_weight_quantize` then
 stores the weights as int8.
+
+Convolutions (:class:`QatConv`): input, weight (per output channel) and *output* are fake-quantized:
+ONNX Runtime fuses ``DequantizeLinear -> Conv -> QuantizeLinear`` into QLinearConv only with the
+output quantizer there; without it the conv would run in float on dequantized weights.
+
+The speech embedding (:class:`QatSpeechEmbedding`, the built-in model's frozen convolutions) has its
+quantizers where ONNX Runtime's static quantizer puts them, so the export runs int8 end to end
+(QLinearConv -> int8 MaxPool -> QLinearLeakyRelu, measured in docs/quantization.md): each block's conv
+output, and each block's output after ``max(leaky_relu(.), -0.4)`` with a grid whose lowest level is
+exactly -0.4 (:func:`~stateport.quantize.onnx_graph.floor_anchored_qparams`), so the clamp *is* the
+quantizer's saturation and ONNX Runtime drops it (ClipQuantFusion). Its weights stay frozen: only
+the ranges are learnt (moving-average observers on the QAT batches), and the head trains against
+the quantized embeddings.
 """
 
 from __future__ import annotations
@@ -87,12 +101,16 @@ class ActivationQuant(nn.Module):
         self.frozen = False
         self.scale, self.zero_point = 1.0, 0
 
-    def forward(self, x):
+    def forward(self, x, observe: bool = True):
+        """``observe=False``: quantize with the current scale without updating the range (a repeat)."""
         if self.frozen and _EXPORTING:
             return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, INT8_MIN, INT8_MAX)
         if self.frozen:
             return onnx_fake_quant(x, torch.tensor(self.scale, dtype=x.dtype),
                                    torch.tensor(float(self.zero_point), dtype=x.dtype))
+        if not observe:
+            fq = self.fake_quant
+            return torch.fake_quantize_per_tensor_affine(x, fq.scale, fq.zero_point.to(torch.int32), INT8_MIN, INT8_MAX)
         return self.fake_quant(x)
 
     def disable_observer(self) -> None:
@@ -110,7 +128,8 @@ class ActivationQuant(nn.Module):
 def _load_float(twin: nn.Module, float_module: nn.Module) -> None:
     """Copy the float module's parameters; only the twin's own observer buffers stay as they are."""
     missing, unexpected = twin.load_state_dict(float_module.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("input_quant.") for k in missing):
+    own = tuple(f"{name}." for name, m in twin.named_modules() if isinstance(m, (ActivationQuant, FloorActivationQuant)))
+    if unexpected or any(not k.startswith(own) for k in missing):
         raise RuntimeError(f"QAT twin of {type(float_module).__name__} does not match: missing {missing}, "
                            f"unexpected {unexpected}")
 
@@ -189,35 +208,188 @@ class QatLSTM(nn.LSTM):
         return y, (h, c)
 
 
-QAT_TWINS = {nn.LSTM: QatLSTM, nn.Linear: QatLinear}
+class QatConv(nn.Module):
+    """Mixin of the conv twins: fake-quantized input, weight (int8 symmetric per output channel) and output."""
+
+    @classmethod
+    def from_float(cls, conv):
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode)
+        _load_float(q, conv)
+        q.requires_grad_(conv.weight.requires_grad)
+        return q
+
+    def _init_quant(self):
+        self.input_quant = ActivationQuant()
+        self.output_quant = ActivationQuant()
+        self.weight_scale = None
+
+    def freeze(self) -> None:
+        self.input_quant.freeze()
+        self.output_quant.freeze()
+        self.weight_scale = _weight_scale(self.weight)
+
+    def forward(self, x):
+        w = weight_fake_quant(self.weight, self.weight_scale)
+        return self.output_quant(self._conv_forward(self.input_quant(x), w, self.bias))
 
 
-def make_qat_model(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """A deep copy of ``model`` with every nn.Linear / nn.LSTM replaced by its QAT twin.
+class QatConv1d(QatConv, nn.Conv1d):
+    def __init__(self, *args, **kw):
+        nn.Conv1d.__init__(self, *args, **kw)
+        self._init_quant()
 
-    Returns the copy and the module paths that were replaced. Parameters keep their names, so
-    the float checkpoint's state_dict loads into the copy (plus the observers' buffers).
+
+class QatConv2d(QatConv, nn.Conv2d):
+    def __init__(self, *args, **kw):
+        nn.Conv2d.__init__(self, *args, **kw)
+        self._init_quant()
+
+
+def _weight_scale(w: torch.Tensor) -> torch.Tensor:
+    return (w.detach().abs().amax(dim=tuple(range(1, w.dim()))) / INT8_MAX).clamp_min(1e-12)
+
+
+class FloorActivationQuant(nn.Module):
+    """int8 fake quantization of a tensor clamped below at ``floor`` (< 0): the grid's lowest level is ``floor``.
+
+    The observer (torchao's moving-average min/max) learns the upper end; scale and zero point come
+    from :func:`~stateport.quantize.onnx_graph.floor_anchored_qparams`, in training and frozen alike.
+    """
+
+    def __init__(self, floor: float):
+        super().__init__()
+        _, observer = _torchao()
+        self.observer = observer(quant_min=INT8_MIN, quant_max=INT8_MAX, dtype=torch.qint8)
+        self.floor, self.observing, self.frozen = float(floor), True, False
+        self.scale, self.zero_point = 1.0, 0
+
+    def _qparams(self) -> tuple[float, int]:
+        from .onnx_graph import floor_anchored_qparams
+
+        high = float(self.observer.max_val) if self.observer.max_val.numel() else 0.0
+        anchored = floor_anchored_qparams(self.floor, max(high, 1e-6))
+        if anchored is None:  # a range 255x the floor: the grid cannot start at the floor
+            raise RuntimeError(f"activation range {high:.4g} is too wide for an int8 grid anchored at {self.floor}")
+        return float(anchored[0]), int(anchored[1])
+
+    def forward(self, x):
+        if self.frozen and not _EXPORTING:
+            return onnx_fake_quant(x, torch.tensor(self.scale, dtype=x.dtype),
+                                   torch.tensor(float(self.zero_point), dtype=x.dtype))
+        if not self.frozen and self.observing:
+            self.observer(x.detach())
+        scale, zero_point = (self.scale, self.zero_point) if self.frozen else self._qparams()
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, INT8_MIN, INT8_MAX)
+
+    def disable_observer(self) -> None:
+        self.observing = False
+
+    def freeze(self) -> None:
+        self.scale, self.zero_point = self._qparams()
+        self.frozen = True
+
+
+def _speech_embedding_type():
+    from ..zoo.speech_embedding import SpeechEmbedding
+
+    return SpeechEmbedding
+
+
+class QatSpeechEmbedding(_speech_embedding_type()):
+    """The speech embedding (:class:`stateport.zoo.speech_embedding.SpeechEmbedding`) with int8 quantizers where
+    ONNX Runtime's int8 kernels run it (module docstring); frozen weights, same parameter names.
+
+    float_input_layer: leave the first conv (on the log-mel input) in float, as ``static-int8`` can.
+    """
+
+    @classmethod
+    def from_float(cls, embedding, *, float_input_layer: bool = False) -> "QatSpeechEmbedding":
+        q = cls(float_input_layer=float_input_layer)
+        _load_float(q, embedding)
+        return q.requires_grad_(False)
+
+    def __init__(self, *, float_input_layer: bool = False):
+        super().__init__()
+        from ..zoo.speech_embedding import ACTIVATION_FLOOR
+
+        n = len(self.convs)
+        self.float_input_layer = bool(float_input_layer)
+        self.input_quant = ActivationQuant()
+        self.conv_quant = nn.ModuleList(ActivationQuant() for _ in range(n))
+        self.block_quant = nn.ModuleList(FloorActivationQuant(ACTIVATION_FLOOR) for _ in range(n))
+        self.last_quant = ActivationQuant()
+        self.weight_scales = None
+
+    def _weight(self, i: int, conv) -> torch.Tensor:
+        if self.float_input_layer and i == 0:
+            return conv.weight
+        return weight_fake_quant(conv.weight, None if self.weight_scales is None else self.weight_scales[i])
+
+    def _embed(self, windows):
+        from ..zoo.speech_embedding import _POOL_AFTER, ACTIVATION_FLOOR, LEAKY_SLOPE
+
+        F = nn.functional
+        x = windows.unsqueeze(1)  # [N, 1, time, freq]
+        if not self.float_input_layer:
+            x = self.input_quant(x)
+        for i, conv in enumerate(self.convs):
+            y = self.conv_quant[i](conv._conv_forward(x, self._weight(i, conv), conv.bias))
+            if i in _POOL_AFTER:
+                # Pooling first is exact (max commutes with the monotonic activation and quantizer) and
+                # keeps the pool on the conv's int8 output: ONNX Runtime's int8 MaxPool needs the same
+                # quantizer on both sides, hence the repeat (values already on the grid stay put).
+                y = self.conv_quant[i](F.max_pool2d(y, _POOL_AFTER[i]), observe=False)
+            x = self.block_quant[i](torch.clamp_min(F.leaky_relu(y, LEAKY_SLOPE), ACTIVATION_FLOOR))
+        y = self.last._conv_forward(x, self._weight(len(self.convs), self.last), self.last.bias)
+        return self.last_quant(y).flatten(1)
+
+    def freeze(self) -> None:
+        for m in [self.input_quant, self.last_quant, *self.conv_quant, *self.block_quant]:
+            m.freeze()
+        self.weight_scales = [_weight_scale(c.weight) for c in [*self.convs, self.last]]
+
+
+QAT_TWINS = {nn.LSTM: QatLSTM, nn.Linear: QatLinear, nn.Conv1d: QatConv1d, nn.Conv2d: QatConv2d}
+
+
+def make_qat_model(model: nn.Module, *, float_input_layer: bool = False) -> tuple[nn.Module, list[str]]:
+    """A deep copy of ``model`` with every nn.Linear / nn.LSTM / nn.Conv1d / nn.Conv2d replaced by its QAT
+    twin, and every speech embedding by :class:`QatSpeechEmbedding` (``float_input_layer`` goes to it).
+
+    Returns the copy and the module paths that were replaced. Parameters keep their names, so the
+    float checkpoint's state_dict loads into the copy (plus the observers' buffers).
     """
     qat = copy.deepcopy(model)
-    replaced = []
+    replaced, inside = [], []
     for path, module in list(qat.named_modules()):
+        if any(path == p or path.startswith(p + ".") for p in inside):
+            continue  # inside a module that was replaced whole
         for name, child in list(module.named_children()):
-            twin = QAT_TWINS.get(type(child))
-            if twin is not None:
-                setattr(module, name, twin.from_float(child))
-                replaced.append(f"{path}.{name}" if path else name)
+            where = f"{path}.{name}" if path else name
+            if isinstance(child, _speech_embedding_type()):
+                setattr(module, name, QatSpeechEmbedding.from_float(child, float_input_layer=float_input_layer))
+            elif type(child) in QAT_TWINS:
+                setattr(module, name, QAT_TWINS[type(child)].from_float(child))
+            else:
+                continue
+            replaced.append(where)
+            inside.append(where)
     order = [name for name, _ in model.named_modules()]
     return qat, sorted(replaced, key=order.index)
 
 
+TWIN_TYPES = (QatLinear, QatLSTM, QatConv, QatSpeechEmbedding)
+
+
 def qat_modules(model: nn.Module) -> list:
-    return [m for m in model.modules() if isinstance(m, (QatLinear, QatLSTM))]
+    return [m for m in model.modules() if isinstance(m, TWIN_TYPES)]
 
 
 def disable_observers(model: nn.Module) -> None:
     """Stop updating activation ranges (weights keep training against the frozen ranges)."""
     for m in model.modules():
-        if isinstance(m, ActivationQuant):
+        if isinstance(m, (ActivationQuant, FloorActivationQuant)):
             m.disable_observer()
 
 
@@ -228,11 +400,24 @@ def freeze(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def _point(q) -> dict:
+    return {"scale": q.scale, "zero_point": q.zero_point}
+
+
 def quantization_points(model: nn.Module) -> dict:
-    """Module path -> frozen input scale/zero point (for the card and the report)."""
+    """Module path -> its frozen activation quantizers' scale/zero point (for the card and the report)."""
     out = {}
     for path, m in model.named_modules():
         if isinstance(m, (QatLinear, QatLSTM)) and m.input_quant.frozen:
             out[path] = {"input_scale": m.input_quant.scale, "input_zero_point": m.input_quant.zero_point,
                          "weights": "int8 symmetric per output row"}
+        elif isinstance(m, QatConv) and m.input_quant.frozen:
+            out[path] = {"input": _point(m.input_quant), "output": _point(m.output_quant),
+                         "weights": "int8 symmetric per output channel"}
+        elif isinstance(m, QatSpeechEmbedding) and m.last_quant.frozen:
+            out[path] = {"input": None if m.float_input_layer else _point(m.input_quant),
+                         "conv_outputs": [_point(q) for q in m.conv_quant],
+                         "block_outputs": [_point(q) for q in m.block_quant], "output": _point(m.last_quant),
+                         "weights": "frozen; int8 symmetric per output channel"
+                                    + ("; the first conv float" if m.float_input_layer else "")}
     return out
