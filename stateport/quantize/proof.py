@@ -51,6 +51,51 @@ _ORT_ENUM = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extende
              "all": "ORT_ENABLE_ALL"}
 
 
+# Weighted layers ONNX Runtime may run in float, and why an int8 recipe leaves them there (the card says it).
+FLOAT_COMPUTE_WHY = {
+    "LSTM": "ONNX Runtime's CPU provider has no static int8 LSTM kernel: its one int8 LSTM, DynamicQuantizeLSTM, "
+            "quantizes the activations per call, which would make streaming differ from offline (the dynamic "
+            "recipe uses it under its own bound); its weights are stored int8",
+    "GRU": "ONNX Runtime's CPU provider has no int8 GRU kernel; its weights are stored int8 where a recipe can",
+    "Conv": "a convolution left in float (see the recipe: the dynamic recipe's ConvInteger was measured slower "
+            "and less accurate than the float conv, so it stores int8 weights and computes in float)",
+}
+FLOAT_COMPUTE_OPS = {"Conv": "Conv", "FusedConv": "Conv", "NchwcConv": "Conv", "ConvTranspose": "Conv",
+                     "MatMul": "MatMul", "FusedMatMul": "MatMul", "Gemm": "Gemm", "FusedGemm": "Gemm",
+                     "LSTM": "LSTM", "GRU": "GRU"}
+INT8_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+            "ConvInteger", "DynamicQuantizeLSTM", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearAdd", "QLinearMul",
+            "QGemm", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax")
+
+
+def kernel_report(path: str, level: str) -> dict:
+    """Which weighted layers ONNX Runtime runs on int8 kernels and which in float, read from the graph it
+    actually executes (the session's optimised model at ``level``), with the reason for each float one."""
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_ENUM[level])
+    with tempfile.TemporaryDirectory(prefix="stateport-kernels-") as tmp:
+        opts.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        graph = onnx.load(opts.optimized_model_filepath).graph
+    int8, floats = {}, {}
+    for node in graph.node:
+        if node.op_type in INT8_OPS:
+            int8[node.op_type] = int8.get(node.op_type, 0) + 1
+        elif node.op_type in FLOAT_COMPUTE_OPS:
+            layer = FLOAT_COMPUTE_OPS[node.op_type]
+            floats[layer] = floats.get(layer, 0) + 1
+    return {"ort_graph_optimization": level, "int8_kernels": dict(sorted(int8.items())),
+            "float_layers": {k: {"nodes": n, "why": FLOAT_COMPUTE_WHY.get(k, "no int8 kernel was fused for it")}
+                             for k, n in sorted(floats.items())}}
+
+
 def prove_against_torch(model, path: str, card: ModelCard, *, label: str, level: str, seconds: float,
                         tolerance: float):
     """The artifact vs a torch model computing the same arithmetic (QAT: the frozen fake-quant model)."""

@@ -39,8 +39,10 @@ def test_the_documented_qat_of_your_own_model_runs(tmp_path, monkeypatch, capsys
     # The user's evaluate() ran on the float model and on the frozen fake-quant one (measured 0.79 -> 0.81).
     assert evaluation["float"]["dev_accuracy"] > 0.6 and evaluation["qat"]["dev_accuracy"] > 0.6
     assert q["qat"]["history"][-1]["step"] == 60 and "ToneQat" not in json.dumps(q["qat"]["task"])
-    vs_torch = qat.reports["vs_torch_fake_quant"]
+    # The export check: an LSTM and a Linear quantized, so the QDQ file is within 1e-2 of its torch model.
+    vs_torch = qat.checks["vs_torch_fake_quant"]
     assert vs_torch.passed and vs_torch.reference == "torch[qat-int8]"
+    assert q["export_check"]["within_tolerance"] is True
     calib = read_card(tmp_path / "tone.int8.onnx").provenance.quantization["calibration"]
     assert calib == {"source": "caller's items", "kind": "features", "items": 8, "items_available": 8,
                      "seconds": 4.8, "streams": 2}

@@ -17,15 +17,18 @@ def test_qat_artifact_matches_its_fake_quant_model(qat_smoke, tiny_lstm_ctc):
     result = qat_smoke
     card = read_card(result.path)
     q = card.provenance.quantization
-    vs_torch = result.reports["vs_torch_fake_quant"]
+    vs_torch = result.checks["vs_torch_fake_quant"]
     # The QDQ graph computes the fake-quant model's arithmetic: states to ~1e-6, logits within one
     # rounding flip of the head input (measured 1.2e-7 .. 1.3e-3).
     assert vs_torch.passed and vs_torch.max_abs_diff < 1e-2, vs_torch.to_text()
+    assert q["export_check"]["within_tolerance"] and q["export_check"]["min_argmax_agreement"] == 1.0
     states = [d for c in vs_torch.checks for d in c.diffs if d.port.startswith("encoder_")]
     assert states and max(d.max_abs_diff for d in states) < 1e-4
     assert vs_torch.reference == "torch[qat-int8-smoke]"
     assert result.reports["stream_vs_offline"].passed
+    # The certificate is the int8 proof every recipe carries: the file streamed vs itself offline.
     assert card.certificate["backend"] == "onnxruntime[qat-int8-smoke]" and card.certificate["passed"]
+    assert any("qat-int8-smoke offline" in c["check"] for c in card.certificate["compared"])
     assert card.provenance.precision == "int8" and q["recipe"] == "qat-int8-smoke"
     assert q["qat"]["replaced_modules"] == ["encoder.lstm", "head"]
     assert q["qat"]["world_size"] == 1
