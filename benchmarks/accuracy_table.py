@@ -5,10 +5,12 @@
 
 FP32 (exported from the checkpoint, parity-proved), FP16, dynamic int8, static int8 (state-loop
 calibration on the training speakers) and QAT int8 (fine-tuned from the checkpoint), each proved,
-then streamed through the client runtime (Streamer, 1 thread, at the ORT level its card was proved
-at) over digit strings of the checkpoint recipe's held-out FSDD speaker: streaming WER, file size,
-RTF of the whole client loop and of the model alone, mean step time. Writes accuracy_table.json
-and accuracy_table.txt into the output folder. A benchmark: it asserts nothing.
+then streamed through the client runtime (Recognizer, 20 ms reads, the card's end-of-input flush,
+1 thread, at the ORT level its card was proved at) over the checkpoint recipe's held-out FSDD
+speaker: its single-digit recordings as FSDD ships them (8 kHz, trimmed, nothing appended) and
+composed digit strings (``stateport.train.quantize_data.table_sets``). Per set WER, file size, RTF
+of the whole client loop and of the model alone, step latency, speed-up over fp32. Writes
+accuracy_table.json, .txt and .md into the output folder. A benchmark: it asserts nothing.
 Same as ``stateport quantize FP32.onnx --table -o OUT --checkpoint CKPT``.
 """
 
@@ -23,7 +25,7 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True, help="float checkpoint (its recipe names the held-out speaker)")
     p.add_argument("--model", help="its fp32 export (default: exported here from the checkpoint)")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--utterances", type=int, default=60, help="held-out digit strings to stream")
+    p.add_argument("--utterances", type=int, default=60, help="composed held-out digit strings to stream")
     p.add_argument("--qat-recipe", default="qat-int8", help="QAT preset (qat-int8-smoke for a quick run)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -35,7 +37,7 @@ def main() -> None:
 
     from stateport.quantize.accuracy import accuracy_table, export_fp32
     from stateport.runtime.model_file import read_card
-    from stateport.train.quantize_data import DigitQatTask, fsdd_calibration, held_out_set, held_out_speaker
+    from stateport.train.quantize_data import DigitQatTask, fsdd_calibration, table_sets
 
     model = args.model
     if model is None:
@@ -43,8 +45,7 @@ def main() -> None:
         model, problem = export_fp32(args.checkpoint, os.path.join(args.out, "fp32.onnx"))
         if problem:
             print(problem)
-    table = accuracy_table(model, args.out, data=held_out_set(held_out_speaker(args.checkpoint),
-                                                              utterances=args.utterances),
+    table = accuracy_table(model, args.out, sets=table_sets(args.checkpoint, strings=args.utterances),
                            checkpoint=args.checkpoint, calib=fsdd_calibration(args.checkpoint),
                            qat=DigitQatTask.for_card(read_card(model), checkpoint=args.checkpoint,
                                                      recipe=args.qat_recipe),

@@ -6,7 +6,10 @@ digit recogniser's FSDD data is used (:mod:`stateport.train.quantize_data`); a m
 with your own training loop goes through the Python API (docs/quantization.md).
 
 ``--table`` instead measures FP32 / FP16 / dynamic / static / QAT int8 side by side on held-out
-speech (WER, size, 1-thread RTF) in one run: see :mod:`stateport.quantize.accuracy`.
+speech (WER per evaluation set, size, 1-thread RTF and step latency) in one run: see
+:mod:`stateport.quantize.accuracy`; the digit recogniser's sets are
+``stateport.train.quantize_data.table_sets`` (the held-out speaker's trimmed single digits as
+recorded, and composed strings).
 
 QAT on several CPU processes (DDP, gloo)::
 
@@ -35,8 +38,9 @@ def add_parser(sub):
                    help="input length of the parity proofs (at least 1 s)")
     p.add_argument("--ort-optimization", choices=ORT_LEVELS,
                    help="ONNX Runtime level the client uses (default: the recipe's)")
-    p.add_argument("--table", action="store_true", help="accuracy table of every recipe on the held-out speaker")
-    p.add_argument("--table-utterances", type=positive_int, default=60, help="held-out utterances for --table")
+    p.add_argument("--table", action="store_true", help="accuracy table of every recipe on the held-out speaker's "
+                                                       "trimmed digits and composed strings")
+    p.add_argument("--table-utterances", type=positive_int, default=60, help="composed held-out strings for --table")
     p.add_argument("--qat-recipe", default="qat-int8", choices=sorted(k for k in PRESETS if k.startswith("qat")),
                    help="QAT preset used by --table")
     return p
@@ -73,13 +77,13 @@ def run(args):
     card = read_card(args.model)
     if args.table:
         from ..quantize.accuracy import accuracy_table
-        from ..train.quantize_data import held_out_set, held_out_speaker
+        from ..train.quantize_data import table_sets
 
-        with progress.task(f"accuracy table of every recipe for {args.model} on {args.table_utterances} "
-                           "held-out utterances"):
+        with progress.task(f"accuracy table of every recipe for {args.model} on the held-out speaker's trimmed "
+                           f"digits and {args.table_utterances} composed strings"):
             calib, qat = _digit_inputs(card, args.qat_recipe, args, needs_calib=True, needs_qat=True)
-            data = held_out_set(held_out_speaker(args.checkpoint), utterances=args.table_utterances)
-            table = accuracy_table(args.model, args.out, data=data, checkpoint=args.checkpoint, calib=calib,
+            sets = table_sets(args.checkpoint, strings=args.table_utterances)
+            table = accuracy_table(args.model, args.out, sets=sets, checkpoint=args.checkpoint, calib=calib,
                                    qat=qat, qat_recipe=args.qat_recipe, log=log)
         if not args.json:
             print(table.to_text())

@@ -1,9 +1,17 @@
-"""Streaming WER and 1-thread real-time factor of a stateport model on the caller's held-out speech.
+"""Streaming accuracy and 1-thread speed of a stateport model on the caller's evaluation sets.
 
-The audio goes through the client runtime exactly as on a device: a Recognizer stream (ring buffer ->
-streaming features -> session step with the state loop -> CTC decoder, flushed at the end), one
-stream per utterance. The session is opened at the ONNX Runtime level the model's card was proved
-at, and its ``run`` is timed apart so the table can tell model time from frontend time.
+The audio goes through the client runtime exactly as on a device: one
+:class:`~stateport.runtime.recognizer.Recognizer` stream per recording, read 20 ms at a time at
+the recording's own sample rate (the runtime resamples), flushed at the end with the card's
+certified tail (``streaming.tail_padding_ms``) and nothing else appended. The session is opened
+at the ONNX Runtime level the model's card was proved at, and its ``run`` is timed apart, so a
+table can tell model time from frontend time.
+
+The sets are inputs (:class:`EvalSet`, or any object with ``name``, ``items`` and
+``sample_rate_hz``, optionally ``kind`` and ``group``: ``stateport.train.real_speech.EvalSet``
+is one). A set of kind ``negative`` holds speech or noise without any token: it is scored in
+false tokens per minute instead of WER. The digit recogniser's sets come from
+``stateport.train.quantize_data.table_sets``.
 """
 
 from __future__ import annotations
@@ -13,48 +21,78 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..runtime.session import OnnxStepSession
+
+NEGATIVE = "negative"  # EvalSet.kind of a set without tokens (scored in false tokens per minute)
+READ_MS = 20.0  # a microphone callback's read
 
 
 @dataclass(frozen=True)
-class HeldOutSet:
-    """An evaluation set: waveforms float32 [N] at ``sample_rate_hz`` and their reference token ids.
+class EvalSet:
+    """One evaluation set: ``items`` = ((waveform float32 [N] at ``sample_rate_hz``, reference token ids), ...).
 
-    ``speaker``: who speaks it (the table's header); the digit recogniser's set comes from
-    ``stateport.train.quantize_data.held_out_set``.
+    kind: "tokens" (scored by WER) or :data:`NEGATIVE` (no token expected: false tokens per minute).
+    group: the part of a table the set belongs to (e.g. "trimmed", "connected", "composed").
     """
 
-    speaker: str
-    waveforms: tuple
-    references: tuple
+    name: str
+    items: tuple
     sample_rate_hz: int = 16000
+    kind: str = "tokens"
+    group: str = ""
 
     @property
     def seconds(self) -> float:
-        return sum(len(w) for w in self.waveforms) / self.sample_rate_hz
+        return sum(len(w) for w, _ in self.items) / self.sample_rate_hz
+
+
+def as_eval_sets(sets) -> list[EvalSet]:
+    """``sets`` (one set or an iterable of them, any object with ``name``/``items``/``sample_rate_hz``) as
+    :class:`EvalSet`; a typed error names what is missing."""
+    if sets is None:
+        raise InvalidInputError("no evaluation sets: give EvalSet(name, items=((waveform, token_ids), ...), "
+                                "sample_rate_hz=...) objects")
+    if hasattr(sets, "items") and hasattr(sets, "name"):
+        sets = [sets]
+    out = []
+    for s in sets:
+        missing = [a for a in ("name", "items", "sample_rate_hz") if not hasattr(s, a)]
+        if missing:
+            raise InvalidInputError(f"evaluation set {type(s).__name__}: has no {', '.join(missing)} (expected "
+                                    "name, items ((waveform, token_ids), ...), sample_rate_hz)")
+        items = tuple((np.asarray(w, dtype=np.float32), tuple(int(t) for t in ref)) for w, ref in s.items)
+        if not items:
+            raise InvalidInputError(f"evaluation set {s.name!r} is empty")
+        out.append(EvalSet(str(s.name), items, int(s.sample_rate_hz), getattr(s, "kind", "tokens") or "tokens",
+                           getattr(s, "group", "") or ""))
+    return out
 
 
 class TimedSession(OnnxStepSession):
-    """An OnnxStepSession that adds up the seconds spent in ``run`` (the model alone)."""
+    """An OnnxStepSession that records the seconds of every ``run`` (the model alone)."""
 
-    model_seconds = 0.0
-    steps = 0
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step_seconds: list[float] = []
+
+    @property
+    def model_seconds(self) -> float:
+        return float(sum(self.step_seconds))
 
     def run(self, x, state=None):
         t0 = time.perf_counter()
         try:
             return super().run(x, state)
         finally:
-            self.model_seconds += time.perf_counter() - t0
-            self.steps += 1
+            self.step_seconds.append(time.perf_counter() - t0)
 
     def run_prepared(self, feeds):  # the runtime's step calls this one
         t0 = time.perf_counter()
         try:
             return super().run_prepared(feeds)
         finally:
-            self.model_seconds += time.perf_counter() - t0
-            self.steps += 1
+            self.step_seconds.append(time.perf_counter() - t0)
 
 
 def certified_level(path: str) -> str:
@@ -65,31 +103,50 @@ def certified_level(path: str) -> str:
     return certified_optimization(read_card(path))
 
 
-def transcribe(session: OnnxStepSession, waveform: np.ndarray, sample_rate_hz: int, *, streamer=None):
-    """Token ids of one utterance streamed in 100 ms reads through the runtime (flushed at the end),
-    and the :class:`~stateport.runtime.recognizer.Recognizer` to pass back as ``streamer``."""
+def _score(s: EvalSet, hyps: list, wall_s: float, model_s: float) -> dict:
+    from ..metrics import edit_distance, string_accuracy
+
+    refs = [ref for _, ref in s.items]
+    row = {"set": s.name, "group": s.group, "kind": s.kind, "utterances": len(refs),
+           "audio_seconds": round(s.seconds, 2), "rtf": wall_s / s.seconds, "model_rtf": model_s / s.seconds}
+    if s.kind == NEGATIVE:
+        false = sum(len(h) for h in hyps)
+        row.update(false_tokens=false, false_per_minute=false / (s.seconds / 60.0),
+                   utterances_with_tokens=sum(bool(h) for h in hyps))
+    else:
+        errors = sum(edit_distance(r, h) for r, h in zip(refs, hyps))
+        tokens = sum(len(r) for r in refs)
+        row.update(errors=errors, tokens=tokens, wer=errors / max(tokens, 1),
+                   string_accuracy=string_accuracy(refs, hyps))
+    return row
+
+
+def evaluate_model(path: str, sets, *, threads: int = 1, optimization: str | None = None,
+                   read_ms: float = READ_MS) -> dict:
+    """Accuracy per set and speed of ``path`` on ``sets`` (:func:`as_eval_sets`), streamed through the runtime.
+
+    Returns ``{"sets": [row per set], "rtf", "model_rtf", "step_ms": {p50, p95, mean}, ...}``: a row has
+    ``wer`` (token sets) or ``false_per_minute`` (negative sets); RTFs are 1-thread wall time over
+    audio time, of the whole client loop and of the session's ``run`` alone.
+    """
     from ..runtime.recognizer import Recognizer
 
-    rec = streamer or Recognizer(session)
-    return tuple(rec.transcribe(waveform, sample_rate_hz, read_samples=sample_rate_hz // 10).tokens), rec
-
-
-def evaluate_model(path: str, data: HeldOutSet, *, threads: int = 1, optimization: str | None = None) -> dict:
-    """WER, 1-thread RTF (whole client loop and model alone) and per-step latency of ``path`` on ``data``."""
-    from ..metrics import edit_distance
-
+    sets = as_eval_sets(sets)
     level = optimization or certified_level(path)
     session = TimedSession(path, threads=threads, optimization=level)
-    errors = words = 0
-    streamer = None
-    t0 = time.perf_counter()
-    for wave, ref in zip(data.waveforms, data.references):
-        hyp, streamer = transcribe(session, wave, data.sample_rate_hz, streamer=streamer)
-        errors += edit_distance(ref, hyp)
-        words += len(ref)
-    wall = time.perf_counter() - t0
-    return {"wer": errors / max(words, 1), "errors": errors, "words": words, "utterances": len(data.waveforms),
-            "audio_seconds": round(data.seconds, 2), "rtf": wall / data.seconds,
-            "model_rtf": session.model_seconds / data.seconds,
-            "step_ms": 1000.0 * session.model_seconds / max(session.steps, 1), "ort_graph_optimization": level,
-            "threads": threads}
+    rec = Recognizer(session)
+    rows, total_wall, total_audio = [], 0.0, 0.0
+    for s in sets:
+        read = max(int(round(s.sample_rate_hz * read_ms / 1000.0)), 1)
+        model_before, t0 = session.model_seconds, time.perf_counter()
+        hyps = [tuple(rec.transcribe(wave, s.sample_rate_hz, read_samples=read).tokens) for wave, _ in s.items]
+        wall = time.perf_counter() - t0
+        rows.append(_score(s, hyps, wall, session.model_seconds - model_before))
+        total_wall += wall
+        total_audio += s.seconds
+    steps_ms = 1000.0 * np.asarray(session.step_seconds or [0.0])
+    return {"sets": rows, "audio_seconds": round(total_audio, 2), "rtf": total_wall / total_audio,
+            "model_rtf": session.model_seconds / total_audio, "steps": len(session.step_seconds),
+            "step_ms": {"p50": float(np.percentile(steps_ms, 50)), "p95": float(np.percentile(steps_ms, 95)),
+                        "mean": float(steps_ms.mean())},
+            "ort_graph_optimization": level, "threads": threads, "tail_padding_ms": rec.tail_padding_ms}

@@ -1,5 +1,5 @@
 """The digit recogniser's inputs for :mod:`stateport.quantize`: calibration audio, the QAT training step,
-the held-out evaluation set and the drift-soak audio, all drawn from FSDD (CC BY-SA 4.0) with the
+the held-out evaluation sets and the drift-soak audio, all drawn from FSDD (CC BY-SA 4.0) with the
 training recipe's own data pipeline.
 
 ``stateport.quantize`` takes its data as inputs and never imports ``stateport.train``; this module
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..quantize.calibration import CalibrationSet
 from ..quantize.drift import DriftConfig, SoakAudio
-from ..quantize.evaluate import HeldOutSet
+from ..quantize.evaluate import EvalSet
 from .clips import TRAIN_SAMPLE_RATE_HZ
 from .fsdd import FSDD_ATTRIBUTION
 
@@ -110,11 +110,44 @@ def fsdd_calibration(checkpoint: str | os.PathLike | None = None, cfg: FsddCalib
 
 
 def held_out_set(speaker: str, *, utterances: int = 60, seed: int = 2024, num_digits_range: tuple = (1, 8)
-                 ) -> HeldOutSet:
-    """``utterances`` clean digit strings (no augmentation) from every recording of ``speaker``."""
+                 ) -> EvalSet:
+    """``utterances`` composed digit strings of ``speaker``: every clip with its silences, pauses between
+    digits, no augmentation (the training data's format, on a speaker it never heard)."""
     composed = _composed((speaker,), utterances, seed, augment=False, num_digits_range=num_digits_range)
-    return HeldOutSet(speaker, tuple(w for w, _ in composed),
-                      tuple(tuple(int(t) for t in c.token_ids) for _, c in composed), TRAIN_SAMPLE_RATE_HZ)
+    return EvalSet(f"{speaker}: composed strings (pauses between digits)",
+                   tuple((w, tuple(int(t) for t in c.token_ids)) for w, c in composed), TRAIN_SAMPLE_RATE_HZ,
+                   group="composed")
+
+
+def trimmed_singles(speaker: str) -> EvalSet:
+    """Every single-digit recording of ``speaker`` exactly as FSDD ships it: its 8 kHz file, trimmed by
+    FSDD's energy detector, nothing appended (the runtime resamples and flushes the card's tail)."""
+    import soundfile as sf
+
+    from .data import digits_to_token_ids
+    from .fsdd import FSDD_SAMPLE_RATE_HZ, fsdd_dir, load_fsdd
+
+    folder, items = fsdd_dir(), []
+    for clip in load_fsdd(speakers=[speaker]):  # the clip list names the files and their digits
+        wave, rate = sf.read(str(folder / clip.name), dtype="float32", always_2d=True)
+        if rate != FSDD_SAMPLE_RATE_HZ:
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(f"FSDD file {clip.name} is {rate} Hz; FSDD ships {FSDD_SAMPLE_RATE_HZ} Hz")
+        items.append((wave.mean(axis=1), tuple(int(t) for t in digits_to_token_ids([clip.digit]))))
+    return EvalSet(f"{speaker}: trimmed single digits, as FSDD ships them", tuple(items), FSDD_SAMPLE_RATE_HZ,
+                   group="trimmed")
+
+
+def table_sets(checkpoint: str | os.PathLike | None = None, *, strings: int = 60) -> list[EvalSet]:
+    """The accuracy table's sets for the digit recogniser: the held-out speaker's trimmed single digits
+    (:func:`trimmed_singles`) and ``strings`` composed strings (:func:`held_out_set`).
+
+    Any other sets go in the same way (``accuracy_table(..., sets=...)``), e.g. the real-speech
+    evaluation's connected strings and digit-free speech (``stateport.train.real_speech``).
+    """
+    speaker = held_out_speaker(checkpoint)
+    return [trimmed_singles(speaker), held_out_set(speaker, utterances=strings)]
 
 
 def fsdd_soak_audio(cfg: DriftConfig, speakers: tuple) -> SoakAudio:
