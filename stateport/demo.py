@@ -20,6 +20,12 @@ from .atomic import atomic_write_text, check_output_path
 from .errors import OutputPathError
 
 READ_SAMPLES = 320  # 20 ms reads at 16 kHz, as a microphone callback delivers them
+# The int8 recipe the demo shows: the best of the built-in model's recipes on size, speed and accuracy
+# (docs/quantization.md, measured in one run): static-int8 runs every convolution on ONNX Runtime's
+# int8 kernels at 30 % of fp32's size, the fastest step of all, with fp32's WER on every set; dynamic-int8
+# computes the convolutions in float (no faster than fp32), and qat-int8 needs the training corpus.
+DEMO_RECIPE = "static-int8"
+SPEED_PASSES = 3  # the demo clips are short: the best of a few passes is the RTF
 
 
 @dataclass
@@ -32,6 +38,7 @@ class ArtifactRow:
     rtf: float = float("nan")
     latency_ms: dict = field(default_factory=dict)
     wer: float = float("nan")
+    speedup: float = float("nan")  # fp32's RTF / this RTF, measured in the same run
     transcripts: list = field(default_factory=list)
 
 
@@ -131,41 +138,47 @@ def run_demo(out_dir: str | os.PathLike = "stateport-demo", *, quantize: bool = 
             try:
                 # The shipped calibration set (training speakers only), never ../shared: the demo
                 # must run on a machine that has nothing but the package.
-                q = quantize_model(fp32.path, out / "digits.int8.onnx", recipe="dynamic-int8",
+                q = quantize_model(fp32.path, out / "digits.int8.onnx", recipe=DEMO_RECIPE,
                                    calib=calibration_dir(), checkpoint=checkpoint)
             finally:
                 root.setLevel(previous)
             diffs = [r.max_abs_diff_of(outputs) for r in q.reports.values()]
             diffs = [d for d in diffs if d is not None]
             diff = max(diffs) if diffs else None
-            log(f"3. int8 (dynamic-int8): {os.path.getsize(q.path) / 1e6:.2f} MB; int8 streaming vs int8 offline "
-                f"logits max |diff| {diff:.2e} (recipe bound {q.card.provenance.quantization['config']['stream_tolerance']:g}: "
-                "dynamic int8 rescales per call)")
-            rows.append(ArtifactRow("int8 (dynamic)", str(q.path), os.path.getsize(q.path), diff,
-                                    "logits: int8 streaming vs int8 offline"))
+            log(f"3. int8 ({DEMO_RECIPE}): {os.path.getsize(q.path) / 1e6:.2f} MB "
+                f"({100 * q.sizes['ratio']:.0f} % of fp32); int8 streaming vs int8 offline logits max |diff| "
+                f"{diff:.2e} (recipe bound {q.card.provenance.quantization['config']['stream_tolerance']:g})")
+            rows.append(ArtifactRow(f"int8 ({DEMO_RECIPE.removesuffix('-int8')})", str(q.path),
+                                    os.path.getsize(q.path), diff, "logits: int8 streaming vs int8 offline"))
     else:
         log("3. int8: skipped (--no-quantize)")
 
     clips = demo_clips()
-    log(f"4. stream {len(clips)} demo clips through the client loop (20 ms reads)")
+    log(f"4. stream {len(clips)} demo clips through the client loop (20 ms reads), every model in turn, "
+        f"{SPEED_PASSES} passes")
+    for n in range(SPEED_PASSES):  # passes interleave the models: a busy spell on the machine hits them alike
+        for row in rows:
+            streamer = Streamer(row.path)
+            refs, hyps, lat, busy, audio = [], [], [], 0.0, 0.0
+            for path, ref in clips:
+                printer = _LiveLine(f"   [{row.artifact}] ") if (live and n == 0 and row is rows[0]) else None
+                text, l, b, a = stream_clip(streamer, path, live=printer)
+                if printer:
+                    printer.done(text, ref)
+                refs.append(ref)
+                hyps.append(text)
+                lat += l
+                busy += b
+                audio += a
+            if n == 0 or busy / audio < row.rtf:  # the pass with the least busy time is the speed
+                row.rtf = busy / audio
+                row.latency_ms = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95))}
+            if n == 0:
+                row.wer = _wer(refs, hyps)
+                row.transcripts = [{"clip": os.path.basename(p), "reference": r, "hypothesis": h}
+                                   for (p, r), h in zip(clips, hyps)]
     for row in rows:
-        streamer = Streamer(row.path)
-        refs, hyps, lat, busy, audio = [], [], [], 0.0, 0.0
-        for path, ref in clips:
-            printer = _LiveLine(f"   [{row.artifact}] ") if (live and row is rows[0]) else None
-            text, l, b, a = stream_clip(streamer, path, live=printer)
-            if printer:
-                printer.done(text, ref)
-            refs.append(ref)
-            hyps.append(text)
-            lat += l
-            busy += b
-            audio += a
-        row.rtf = busy / audio
-        row.latency_ms = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95))}
-        row.wer = _wer(refs, hyps)
-        row.transcripts = [{"clip": os.path.basename(p), "reference": r, "hypothesis": h}
-                           for (p, r), h in zip(clips, hyps)]
+        row.speedup = rows[0].rtf / row.rtf
 
     report = {"elapsed_s": round(time.perf_counter() - t_start, 2), "out_dir": str(out),
               "model": {"architecture": card.provenance.architecture, "parameters": card.provenance.parameters,
@@ -185,11 +198,12 @@ def _shipped_metrics() -> dict | None:
 def render_table(rows: list) -> str:
     """The demo's summary: one line per artifact (ArtifactRow, or its dict from the report)."""
     rows = [ArtifactRow(**r) if isinstance(r, dict) else r for r in rows]
-    head = f"{'artifact':<16} {'size':>9} {'parity max|diff|':>17} {'RTF':>8} {'latency p50':>12} {'p95':>8} {'WER (demo clips)':>17}"
+    head = (f"{'artifact':<16} {'size':>9} {'parity max|diff|':>17} {'RTF':>8} {'speed-up':>9} {'latency p50':>12} "
+            f"{'p95':>8} {'WER (demo clips)':>17}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mad = "-" if r.parity_max_abs_diff is None else f"{r.parity_max_abs_diff:.2e}"
-        lines.append(f"{r.artifact:<16} {r.size_bytes / 1e6:>7.2f}MB {mad:>17} {r.rtf:>8.4f} "
+        lines.append(f"{r.artifact:<16} {r.size_bytes / 1e6:>7.2f}MB {mad:>17} {r.rtf:>8.4f} {r.speedup:>8.2f}x "
                      f"{r.latency_ms.get('p50', float('nan')):>10.3f}ms {r.latency_ms.get('p95', float('nan')):>6.3f}ms "
                      f"{100 * r.wer:>16.1f}%")
     return "\n".join(lines)
