@@ -29,7 +29,7 @@ def main() -> None:
     models = dict(m.split("=", 1) for m in args.model)
     if args.table_dir:
         for f in sorted(os.listdir(args.table_dir)):
-            if f.endswith(".onnx"):
+            if f.endswith(".onnx") and not f.endswith(".failed.onnx"):  # a failed proof's evidence is no model
                 models.setdefault(f[:-5], os.path.join(args.table_dir, f))
     cfg = DriftConfig(minutes=args.minutes, vad=args.vad)
     doc = drift_soak(models, args.out, audio=fsdd_soak_audio(cfg, (held_out_speaker(args.checkpoint),)), cfg=cfg)

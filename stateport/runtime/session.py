@@ -20,8 +20,12 @@ from .trust import Trust, certificate_status, check_trust, graph_ports
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
-def make_ort_session(model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str = "all"):
-    """An onnxruntime CPU InferenceSession with ``threads`` intra-op threads."""
+def make_ort_session(model: str | os.PathLike | bytes, *, threads: int = 1, optimization: str = "all",
+                     profile_prefix: str | None = None):
+    """An onnxruntime CPU InferenceSession with ``threads`` intra-op threads.
+
+    ``profile_prefix``: turn on ONNX Runtime's per-op profiling, its JSON trace written under this
+    prefix by ``end_profiling()`` (benchmarks/int8_speed.py --profile)."""
     import onnxruntime as ort
 
     from ..errors import ModelFileError
@@ -40,6 +44,9 @@ def make_ort_session(model: str | os.PathLike | bytes, *, threads: int = 1, opti
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[optimization]
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     if not isinstance(model, (bytes, bytearray)):
         path = os.fspath(model)
         if not os.path.exists(path):
