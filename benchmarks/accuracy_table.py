@@ -2,6 +2,8 @@
 
     python benchmarks/accuracy_table.py --checkpoint /work/runs/digits_george.pt -o runs/quant_table
     python benchmarks/accuracy_table.py --model fp32.onnx --checkpoint ckpt.pt -o out   # an existing export
+    python benchmarks/accuracy_table.py --model out/fp32.onnx --checkpoint ckpt.pt -o out --reuse \
+        --sets stateport.train.real_speech:real_speech_sets      # more sets, on the files already made
 
 FP32 (exported from the checkpoint, parity-proved), FP16, dynamic int8, static int8 (state-loop
 calibration on the training speakers) and QAT int8 (fine-tuned from the checkpoint), each proved,
@@ -27,6 +29,11 @@ def main() -> None:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--utterances", type=int, default=60, help="composed held-out digit strings to stream")
     p.add_argument("--qat-recipe", default="qat-int8", help="QAT preset (qat-int8-smoke for a quick run)")
+    p.add_argument("--sets", action="append", default=[], metavar="MODULE:FUNCTION",
+                   help="more evaluation sets: FUNCTION(speaker) returns a list of sets (name, items, "
+                        "sample_rate_hz[, kind]), e.g. stateport.train.real_speech:real_speech_sets")
+    p.add_argument("--reuse", action="store_true", help="measure the recipes' files already in -o (made and "
+                                                       "proved from this fp32 file) instead of making them again")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -37,7 +44,14 @@ def main() -> None:
 
     from stateport.quantize.accuracy import accuracy_table, export_fp32
     from stateport.runtime.model_file import read_card
-    from stateport.train.quantize_data import DigitQatTask, fsdd_calibration, table_sets
+    from stateport.train.quantize_data import DigitQatTask, fsdd_calibration, held_out_speaker, table_sets
+
+    sets = table_sets(args.checkpoint, strings=args.utterances)
+    for spec in args.sets:  # sets made elsewhere go in as they are: accuracy_table only reads their fields
+        import importlib
+
+        module, _, function = spec.partition(":")
+        sets += list(getattr(importlib.import_module(module), function)(held_out_speaker(args.checkpoint)))
 
     model = args.model
     if model is None:
@@ -45,11 +59,11 @@ def main() -> None:
         model, problem = export_fp32(args.checkpoint, os.path.join(args.out, "fp32.onnx"))
         if problem:
             print(problem)
-    table = accuracy_table(model, args.out, sets=table_sets(args.checkpoint, strings=args.utterances),
+    table = accuracy_table(model, args.out, sets=sets,
                            checkpoint=args.checkpoint, calib=fsdd_calibration(args.checkpoint),
                            qat=DigitQatTask.for_card(read_card(model), checkpoint=args.checkpoint,
                                                      recipe=args.qat_recipe),
-                           qat_recipe=args.qat_recipe, log=(lambda *_: None) if args.json else print)
+                           qat_recipe=args.qat_recipe, reuse=args.reuse, log=(lambda *_: None) if args.json else print)
     print(json.dumps(table.to_dict(), indent=2, default=str) if args.json else table.to_text())
 
 

@@ -86,6 +86,21 @@ def meets_goal(row: dict, fp32: dict) -> bool | None:
     return row["size_ratio"] <= GOAL["max_size_ratio"]
 
 
+def _reusable(path: str, fp32: str, cfg):
+    """The card of ``path`` when it is ``cfg``'s proved artifact of ``fp32``, else None."""
+    from ..export.sources import sha256_file
+    from ..runtime.model_file import read_card
+    from ..runtime.trust import certificate_status
+    from .recipes import recipe_dict
+
+    if not os.path.isfile(path):
+        return None
+    card = read_card(path)
+    q = card.provenance.quantization or {}
+    same = q.get("source_sha256") == sha256_file(fp32) and q.get("config") == json.loads(json.dumps(recipe_dict(cfg)))
+    return card if same and certificate_status(card) == "passed" else None
+
+
 def export_fp32(checkpoint: str, out_path: str) -> tuple[str, str | None]:
     """Export the checkpoint's architecture with its weights (parity-proved) to ``out_path``.
 
@@ -111,14 +126,16 @@ def export_fp32(checkpoint: str, out_path: str) -> tuple[str, str | None]:
 
 def accuracy_table(model: str | None, out_dir: str, *, sets, checkpoint: str | None = None, calib=None, qat=None,
                    qat_recipe: str = "qat-int8", recipes: tuple = TABLE_RECIPES, seconds: float | None = None,
-                   log=print) -> AccuracyTable:
+                   reuse: bool = False, log=print) -> AccuracyTable:
     """Quantize ``model`` (an fp32 export; exported from ``checkpoint`` when None) with every recipe, then
     measure each on ``sets`` (:func:`~stateport.quantize.evaluate.as_eval_sets`: any objects with ``name``,
     ``items`` ((waveform, token ids), ...) and ``sample_rate_hz``; ``kind="negative"`` for a set without tokens).
 
     ``calib`` / ``qat``: the calibration data and QAT training step (:func:`quantize_model`); a
     recipe whose input is missing gets a note instead of a row. ``seconds``: the proofs' length
-    (default: quantize_model's). Every model of the table is
+    (default: quantize_model's). ``reuse``: a recipe's file already in ``out_dir`` is measured as it
+    is when its card says it was made, and proved, from this fp32 file with this recipe's config (new
+    sets then cost an evaluation, not another QAT). Every model of the table is
     written into ``out_dir`` (``benchmarks/drift.py --table-dir`` and ``benchmarks/int8_speed.py
     --table-dir`` read it), with ``accuracy_table.json``, ``.txt`` and ``.md``.
     """
@@ -161,17 +178,20 @@ def accuracy_table(model: str | None, out_dir: str, *, sets, checkpoint: str | N
             continue
         path = os.path.join(out_dir, f"{name}.onnx")
         passed, report = True, None
-        log(f"{name}: quantizing")
-        try:
-            more = {} if seconds is None else {"seconds": seconds}
-            result = quantize_model(model, path, recipe=cfg, calib=calib, qat=qat, checkpoint=checkpoint,
-                                    log=lambda *_: None, **more)
-            card = result.card
-        except ParityError as e:
-            from ..runtime.model_file import read_card
+        card = _reusable(path, model, cfg) if reuse else None
+        if card is not None:
+            log(f"{name}: reusing {path} (made and proved from this fp32 file with this recipe)")
+        else:
+            log(f"{name}: quantizing")
+            try:
+                more = {} if seconds is None else {"seconds": seconds}
+                card = quantize_model(model, path, recipe=cfg, calib=calib, qat=qat, checkpoint=checkpoint,
+                                      log=lambda *_: None, **more).card
+            except ParityError as e:
+                from ..runtime.model_file import read_card
 
-            passed, report, path = False, e.report, e.evidence  # the failed artifact, kept beside the path
-            card = read_card(path)
+                passed, report, path = False, e.report, e.evidence  # the failed artifact, kept beside the path
+                card = read_card(path)
         q = card.provenance.quantization or {}
         row = {"model": name, "recipe": name, "precision": precision_of(cfg), "path": path,
                "bytes": os.path.getsize(path), "size_ratio": os.path.getsize(path) / fp32_size,

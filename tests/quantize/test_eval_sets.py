@@ -82,3 +82,19 @@ def test_goal_is_every_set_within_the_margin_and_the_size_cap():
     assert meets_goal(_row("int8", GOAL["max_size_ratio"] + 0.01, 0.05, 1.0), fp32) is False
     assert meets_goal(_row("int8", 0.3, 0.05 + 0.006, 1.0), fp32) is False
     assert meets_goal(_row("int8", 0.3, 0.05, 1.0 + 0.6), fp32) is False
+
+
+def test_the_table_reuses_only_a_proved_file_of_this_fp32_and_this_recipe(tiny_lstm_ctc, quantized, tmp_path):
+    from stateport.quantize import CalibrationConfig, get_recipe
+    from stateport.quantize.accuracy import _reusable
+
+    fp32, _ = tiny_lstm_ctc
+    static = str(quantized["static-int8"].path)
+    made_with = get_recipe("static-int8", calibration=CalibrationConfig(utterances=8))  # conftest's recipe
+    assert _reusable(static, fp32, made_with) is not None
+    assert _reusable(static, fp32, get_recipe("static-int8")) is None  # another calibration config
+    assert _reusable(str(quantized["dynamic-int8"].path), fp32, made_with) is None
+    other = tmp_path / "other.onnx"
+    other.write_bytes(open(fp32, "rb").read() + b"\0")  # not the fp32 file it was made from
+    assert _reusable(static, str(other), made_with) is None
+    assert _reusable(str(tmp_path / "missing.onnx"), fp32, made_with) is None
