@@ -75,6 +75,33 @@ def add_parser(sub):
                         "praat-parselmouth: pip install 'stateport[train]')")
     p.add_argument("--voice-shifts", type=positive_int, default=d.voice_shift_speakers_per_speaker, metavar="K",
                    help="virtual speakers per FSDD training speaker")
+    p.add_argument("--num-digits", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help=f"digits per training string (default {d.num_digits_range[0]} {d.num_digits_range[1]})")
+    p.add_argument("--emission-delay-ms", type=float, default=d.emission_delay_ms, metavar="MS",
+                   help="how long after its word a digit may still be emitted (the CTC emission window; it sets "
+                        "how much trailing audio the model needs at the end of input)")
+    p.add_argument("--connected", type=float, default=0.0, metavar="P",
+                   help="chance that a string of clips is spoken connected: no pauses, clips overlapping by up "
+                        "to 80 ms, cross-faded, and no lead before the first word")
+    p.add_argument("--flush", type=float, default=0.0, metavar="P",
+                   help="chance that an utterance ends on its last word and gets digital silence after it (what "
+                        "a trimmed recording plus the runtime's end-of-input flush looks like)")
+    p.add_argument("--repeat", type=float, default=0.0, metavar="P",
+                   help="chance that each digit of a string repeats the one before ('three three three')")
+    p.add_argument("--filler", type=float, default=0.0, metavar="P",
+                   help="chance that a digit string of a synthetic voice gets other speech of that voice around it")
+    p.add_argument("--tempo", type=float, default=0.0, metavar="P",
+                   help="chance that a string of clips is spoken 1.1-1.4 times faster at the same pitch (sox tempo)")
+    p.add_argument("--dev-utterances", type=int, default=d.dev_utterances, metavar="N",
+                   help="utterances of the development set the checkpoint is chosen on")
+    p.add_argument("--string-weight", type=float, default=0.0, metavar="W",
+                   help="add digit strings spoken whole (coarticulated, at drawn rates) by the espeak-ng training "
+                        "voices as a source of weight W")
+    p.add_argument("--recorded-string-weight", type=float, default=0.0, metavar="W",
+                   help="the same, spoken by the --recorded-voices")
+    p.add_argument("--negative-weight", type=float, default=0.0, metavar="W",
+                   help="add utterances without digits (sentences of other words in the training voices, noise, "
+                        "silence; empty targets) as a source of weight W")
     p.add_argument("--keep-eval-checkpoints", action="store_true",
                    help="also save the checkpoint of every evaluation in OUT-without-.pt.evals/ (with an average "
                         "of weights, the raw weights too), to study how a held-out figure varies along a run")
@@ -94,6 +121,12 @@ def config_from_args(args):
         augment["onset_cut_level_db_range"] = tuple(args.onset_cut_level_db)
     if args.onset_cut_ms:
         augment["onset_cut_ms_range"] = tuple(args.onset_cut_ms)
+    if args.tempo:
+        augment["tempo_probability"] = args.tempo
+    compose = {name: value for name, value in (("connected_probability", args.connected),
+                                               ("flush_probability", args.flush),
+                                               ("repeat_probability", args.repeat),
+                                               ("filler_probability", args.filler)) if value}
     overrides = {"dropout": args.dropout} if args.dropout else {}
     if args.input_dropout:
         overrides["input_dropout"] = args.input_dropout
@@ -119,7 +152,10 @@ def config_from_args(args):
                        recorded_voices=tuple(n.strip() for n in args.recorded_voices.split(",") if n.strip()),
                        voice_shift_weight=args.voice_shift_weight,
                        voice_shift_speakers_per_speaker=args.voice_shifts,
-                       keep_eval_checkpoints=args.keep_eval_checkpoints)
+                       keep_eval_checkpoints=args.keep_eval_checkpoints, compose=compose, dev_utterances=args.dev_utterances,
+                       emission_delay_ms=args.emission_delay_ms, string_weight=args.string_weight,
+                       recorded_string_weight=args.recorded_string_weight, negative_weight=args.negative_weight,
+                       **({"num_digits_range": tuple(args.num_digits)} if args.num_digits else {}))
 
 
 def run(args):

@@ -75,21 +75,39 @@ def trim_silence(
     threshold is relative (not absolute) so quiet voices are trimmed like loud ones, and low
     (-50 dB) because word-initial fricatives ("six", "seven") sit 20-30 dB below the vowel.
     ``margin_ms`` of audio is kept on each side so onsets and releases are not clipped.
-    An all-silent input comes back empty.
+    An all-silent input comes back empty. The cut points: :func:`trim_bounds`.
+    """
+    x = np.asarray(waveform, dtype=np.float32)
+    start, end = trim_bounds(x, sample_rate_hz, threshold_db=threshold_db, frame_ms=frame_ms, margin_ms=margin_ms)
+    return x[start:end].copy()
+
+
+def trim_bounds(
+    waveform: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    threshold_db: float = -50.0,
+    frame_ms: float = 10.0,
+    margin_ms: float = 10.0,
+) -> tuple[int, int]:
+    """``(start, end)`` sample indices that :func:`trim_silence` keeps (``(0, 0)`` if all silent).
+
+    Callers that carry sample positions inside the waveform (word spans of a spoken string)
+    shift them by ``start``.
     """
     x = np.asarray(waveform, dtype=np.float32)
     frame = max(1, int(round(sample_rate_hz * frame_ms / 1000.0)))
     num_frames = -(-x.shape[0] // frame)
     if num_frames == 0:
-        return x[:0].copy()
+        return 0, 0
     padded = np.zeros(num_frames * frame, dtype=np.float64)
     padded[: x.shape[0]] = x
     energy = (padded.reshape(num_frames, frame) ** 2).mean(axis=1)
     peak = float(energy.max())
     if peak <= 0.0:
-        return x[:0].copy()
+        return 0, 0
     active = np.flatnonzero(energy >= peak * 10.0 ** (threshold_db / 10.0))
     margin = int(round(sample_rate_hz * margin_ms / 1000.0))
     start = max(0, int(active[0]) * frame - margin)
     end = min(x.shape[0], (int(active[-1]) + 1) * frame + margin)
-    return x[start:end].copy()
+    return start, end

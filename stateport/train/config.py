@@ -33,6 +33,15 @@ class TrainConfig:
     voice_shift_weight: float = 0.0  # > 0: add virtual speakers made from the FSDD training speakers
     voice_shift_speakers_per_speaker: int = 6
     num_digits_range: tuple = (1, 8)
+    # Connected speech (issue 21): whole strings a synthesiser spoke in one go, in the training
+    # espeak-ng voices and the recorded voices above, and utterances without digits (sentences
+    # of stateport.train.speech.TRAIN_WORDS in those voices, noise, silence). 0 = off.
+    string_weight: float = 0.0  # > 0: espeak-ng spoken strings, a source of this weight
+    recorded_string_weight: float = 0.0  # > 0: recorded voices' spoken strings, a source of this weight
+    spoken_strings: int = 3000  # strings drawn for the espeak-ng source (a third as many for the recorded one)
+    negative_weight: float = 0.0  # > 0: utterances without digits, a source of this weight
+    sentences: int = 2000  # sentences without digits spoken for the negatives and fillers
+    compose: dict = field(default_factory=dict)  # stateport.train.data.ComposeConfig overrides
     emission_delay_ms: float = 300.0
     eval_every: int = 250
     keep_eval_checkpoints: bool = False  # also save every evaluated checkpoint (see trainer.eval_checkpoint_dir)
@@ -62,12 +71,16 @@ class TrainConfig:
         d = self.to_dict()
         for name in FITTING_ONLY:
             d.pop(name)
+        d["pool_format"] = POOL_FORMAT
         d["arch_overrides"] = {k: v for k, v in d["arch_overrides"].items() if k not in REGULARISER_OVERRIDES}
         return d
 
 
+# What a pooled batch holds. 2: token spans in samples, so the emission window (the delay) is
+# applied when a batch is trained on and runs with other delays share a pool.
+POOL_FORMAT = 2
 # Settings that act on the model's fitting, never on the training batches it sees.
-FITTING_ONLY = ("steps", "learning_rate", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "eval_every",
+FITTING_ONLY = ("emission_delay_ms", "steps", "learning_rate", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "eval_every",
                 "keep_eval_checkpoints", "dev_utterances", "threads", "device", "pool_file")
 # Architecture options that only regularise trained layers (active in training mode only).
 REGULARISER_OVERRIDES = ("dropout", "input_dropout", "input_noise")

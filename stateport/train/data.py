@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..vocabulary import BLANK_ID, DIGIT_VOCABULARY  # one inventory for data, models and cards
-from .augment import NO_AUGMENTATION, AugmentConfig, augment_waveform, cut_onset, db_to_gain, speed_perturb
+from .augment import (NO_AUGMENTATION, NOISE_COLORS, AugmentConfig, augment_waveform, change_tempo, colored_noise,
+                      cut_onset, db_to_gain, speed_perturb)
 from .clips import DIGIT_WORDS, TRAIN_SAMPLE_RATE_HZ, Clip, resample, trim_silence
 from .fsdd import (
     FSDD_ATTRIBUTION,
@@ -63,6 +64,13 @@ __all__ = [
     "split_espeak_voices",
     "synthesize_digits",
     "make_utterance",
+    "NEGATIVE_KINDS",
+    "NegativeSource",
+    "Piece",
+    "SpokenString",
+    "StringSource",
+    "compose_pieces",
+    "place_pieces",
     "FSDD_ATTRIBUTION",
     "FSDD_SPEAKERS",
     "FSDD_TEST_INDICES",
@@ -119,22 +127,56 @@ def token_ids_to_digits(token_ids: Sequence[int]) -> list[int]:
 
 @dataclass(frozen=True)
 class ComposeConfig:
-    """Silence around and between the digits of a composed string, uniform in ms.
+    """How the pieces of an utterance (digit clips, spoken strings, other speech) are laid out, in ms.
 
-    trailing_silence_ms_range starts at 300 ms because a streaming model emits a digit only
-    after hearing some silence after it; the emission window of the last token (clip end
-    + delay) must fit inside the utterance.
+    The defaults are the original recipe: every digit a separate clip with a pause before the
+    next one. trailing_silence_ms_range starts at 300 ms because a streaming model emits a
+    digit only after hearing some silence after it; the emission window of the last token
+    (clip end + delay) must fit inside the utterance.
+
+    The rest (all off by default, so older recipes replay exactly) is how people really say
+    digits: measured on the previous model, natural-rate connected digits lost repeated and
+    neighbouring words and trimmed recordings came back empty (issue 21).
+
+    connected_probability: chance that a string of clips is spoken *connected*: the gap
+        between clips is drawn from ``connected_gap_ms_range`` (negative: the clips overlap by
+        that much, cross-faded, as coarticulated words run into each other) and the lead
+        from ``connected_leading_ms_range`` (0: the recording starts on the first word).
+    flush_probability: chance that the utterance ends on its last word (no trailing silence
+        of its own) and gets ``flush_ms_range`` of digital silence appended *after*
+        augmentation: what a trimmed recording followed by the runtime's end-of-input flush
+        looks like (noise stops, silence as the frontend sees it follows).
+    repeat_probability: chance that each digit after the first repeats the one before
+        ("three three three"; CTC must put a blank between them).
+    filler_probability: chance that a digit utterance gets other speech of the same voice
+        before, after or around it (only where the source has such speech), so digits are
+        learnt in context and other words as nothing.
     """
 
     pause_ms_range: tuple[float, float] = (50.0, 400.0)
     leading_silence_ms_range: tuple[float, float] = (100.0, 800.0)
     trailing_silence_ms_range: tuple[float, float] = (300.0, 800.0)
+    connected_probability: float = 0.0
+    connected_gap_ms_range: tuple[float, float] = (-80.0, 20.0)
+    connected_leading_ms_range: tuple[float, float] = (0.0, 150.0)
+    flush_probability: float = 0.0
+    flush_ms_range: tuple[float, float] = (300.0, 600.0)
+    repeat_probability: float = 0.0
+    filler_probability: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("pause_ms_range", "leading_silence_ms_range", "trailing_silence_ms_range"):
+        for name in ("pause_ms_range", "leading_silence_ms_range", "trailing_silence_ms_range",
+                     "connected_leading_ms_range", "flush_ms_range"):
             lo, hi = getattr(self, name)
             if not 0.0 <= lo <= hi:
                 raise InvalidInputError(f"{name} must be (low, high) with 0 <= low <= high, got {(lo, hi)}")
+        lo, hi = self.connected_gap_ms_range
+        if not -200.0 <= lo <= hi:
+            raise InvalidInputError("connected_gap_ms_range must be (low, high) with -200 <= low <= high, "
+                                    f"got {(lo, hi)}")
+        for name in ("connected_probability", "flush_probability", "repeat_probability", "filler_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,6 +204,100 @@ def _ms_to_samples(ms: float, sample_rate_hz: int) -> int:
     return int(round(ms * sample_rate_hz / 1000.0))
 
 
+@dataclass(frozen=True, eq=False)
+class Piece:
+    """A stretch of speech placed as one unit: a digit clip, a whole spoken string, other speech.
+
+    waveform: float32 [N]; token_ids: int64 [U] (empty for speech without digits);
+    spans_samples: int64 [U, 2], each token's half-open span inside ``waveform``.
+    """
+
+    waveform: np.ndarray
+    token_ids: np.ndarray
+    spans_samples: np.ndarray
+
+    @classmethod
+    def of_clip(cls, clip: Clip) -> "Piece":
+        return cls(clip.waveform, digits_to_token_ids([clip.digit]), np.array([[0, clip.num_samples]], np.int64))
+
+    @classmethod
+    def speech(cls, waveform: np.ndarray) -> "Piece":
+        """Speech (or noise) in which no digit may be emitted."""
+        return cls(np.asarray(waveform, np.float32), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+
+
+def _fade(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fade-out, fade-in) float32 [length]: equal-power (sin/cos) ramps, so two uncorrelated
+    sounds cross-faded keep their loudness through the overlap."""
+    t = (np.arange(length, dtype=np.float64) + 0.5) / max(length, 1)
+    return np.cos(0.5 * np.pi * t).astype(np.float32), np.sin(0.5 * np.pi * t).astype(np.float32)
+
+
+def place_pieces(pieces: Sequence[Piece], gains: np.ndarray, lead: int, gaps: Sequence[int], trail: int):
+    """Lay pieces out in order: (waveform float32 [N], token ids int64 [U], spans int64 [U, 2]).
+
+    gaps[i] (samples) separates piece i from piece i + 1; a negative gap overlaps them by that
+    much (at most a third of the shorter one), cross-faded with equal-power ramps. Each piece
+    is scaled by its gain; token spans are shifted to where their piece lands.
+    """
+    lengths = [p.waveform.shape[0] for p in pieces]
+    starts, pos = [], lead
+    overlaps = []
+    for i, n in enumerate(lengths):
+        starts.append(pos)
+        if i < len(gaps):
+            gap = max(int(gaps[i]), -(min(n, lengths[i + 1]) // 3))
+            overlaps.append(max(-gap, 0))
+            pos += n + gap
+    total = max(s + n for s, n in zip(starts, lengths)) + trail
+    waveform = np.zeros(total, dtype=np.float32)
+    for i, (piece, start, n) in enumerate(zip(pieces, starts, lengths)):
+        w = piece.waveform * np.float32(gains[i])
+        if i > 0 and overlaps[i - 1]:
+            w = w.copy()
+            w[:overlaps[i - 1]] *= _fade(overlaps[i - 1])[1]
+        if i < len(overlaps) and overlaps[i]:
+            w = w.copy()
+            w[n - overlaps[i]:] *= _fade(overlaps[i])[0]
+        waveform[start:start + n] += w
+    token_ids = np.concatenate([p.token_ids for p in pieces]).astype(np.int64)
+    spans = np.concatenate([p.spans_samples + s for p, s in zip(pieces, starts)]).astype(np.int64).reshape(-1, 2)
+    return waveform, token_ids, spans
+
+
+def compose_pieces(
+    pieces: Sequence[Piece],
+    rng: np.random.Generator,
+    *,
+    config: ComposeConfig = ComposeConfig(),
+    gain_jitter_db: float = 0.0,
+    connected: bool = False,
+    flush: bool = False,
+    sample_rate_hz: int = TRAIN_SAMPLE_RATE_HZ,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces with drawn silences (or overlaps) between and around them.
+
+    Returns (waveform float32 [N], token ids int64 [U], spans int64 [U, 2], gain per token
+    float32 [U]). Draws, in order: the lead, each gap, the trail, each piece's gain
+    (``10 ** (uniform(-jitter, +jitter) / 20)``). ``connected`` takes the lead and gaps from
+    the config's connected ranges; ``flush`` leaves no trailing silence (one is appended after
+    augmentation, :func:`make_utterance`).
+    """
+    if gain_jitter_db < 0:
+        raise InvalidInputError(f"clip_gain_jitter_db must be >= 0, got {gain_jitter_db}")
+    lead_range = config.connected_leading_ms_range if connected else config.leading_silence_ms_range
+    gap_range = config.connected_gap_ms_range if connected else config.pause_ms_range
+    lead = _ms_to_samples(rng.uniform(*lead_range), sample_rate_hz)
+    gaps = [_ms_to_samples(rng.uniform(*gap_range), sample_rate_hz) for _ in pieces[1:]]
+    trail = _ms_to_samples(rng.uniform(*config.trailing_silence_ms_range), sample_rate_hz)
+    if flush:
+        trail = 0
+    gains = np.array([db_to_gain(rng.uniform(-gain_jitter_db, gain_jitter_db)) for _ in pieces], dtype=np.float32)
+    waveform, token_ids, spans = place_pieces(pieces, gains, lead, gaps, trail)
+    token_gains = np.concatenate([np.full(len(p.token_ids), g, np.float32) for p, g in zip(pieces, gains)])
+    return waveform, token_ids, spans, token_gains.astype(np.float32)
+
+
 def compose_utterance(
     clips: Sequence[Clip],
     rng: np.random.Generator,
@@ -169,46 +305,33 @@ def compose_utterance(
     config: ComposeConfig = ComposeConfig(),
     clip_gain_jitter_db: float = 0.0,
     sample_rate_hz: int = TRAIN_SAMPLE_RATE_HZ,
+    connected: bool = False,
+    flush: bool = False,
 ) -> ComposedUtterance:
     """Concatenate ``clips`` (in spoken order) with random silences into one utterance.
 
     Layout: leading silence, clip 0, pause, clip 1, ..., clip U-1, trailing silence; each
-    silence drawn uniformly from its ``config`` range. Each clip is scaled by
+    silence drawn uniformly from its ``config`` range (``connected``: the connected ranges,
+    where a negative gap overlaps two clips, cross-faded). Each clip is scaled by
     ``10 ** (uniform(-jitter, +jitter) / 20)``. Returns the waveform, token ids and the
     clip spans in samples (see :class:`ComposedUtterance`).
     """
     if len(clips) == 0:
         raise InvalidInputError("compose_utterance needs at least one clip")
-    if clip_gain_jitter_db < 0:
-        raise InvalidInputError(f"clip_gain_jitter_db must be >= 0, got {clip_gain_jitter_db}")
     for c in clips:
         if c.waveform.ndim != 1 or c.waveform.size == 0:
             raise InvalidInputError(f"clip {c.name!r} must be a non-empty mono waveform [N], got {c.waveform.shape}")
-    lead = _ms_to_samples(rng.uniform(*config.leading_silence_ms_range), sample_rate_hz)
-    pauses = [_ms_to_samples(rng.uniform(*config.pause_ms_range), sample_rate_hz) for _ in clips[1:]]
-    trail = _ms_to_samples(rng.uniform(*config.trailing_silence_ms_range), sample_rate_hz)
-    gains = np.array(
-        [db_to_gain(rng.uniform(-clip_gain_jitter_db, clip_gain_jitter_db)) for _ in clips],
-        dtype=np.float32,
-    )
-    total = lead + sum(pauses) + trail + sum(c.num_samples for c in clips)
-    waveform = np.zeros(total, dtype=np.float32)
-    spans = np.zeros((len(clips), 2), dtype=np.int64)
-    pos = lead
-    for i, clip in enumerate(clips):
-        end = pos + clip.num_samples
-        waveform[pos:end] = clip.waveform * gains[i]
-        spans[i] = (pos, end)
-        pos = end + (pauses[i] if i < len(pauses) else 0)
-    speakers = {c.speaker for c in clips}
-    sources = {c.source for c in clips}
+    waveform, token_ids, spans, gains = compose_pieces(
+        [Piece.of_clip(c) for c in clips], rng, config=config, gain_jitter_db=clip_gain_jitter_db,
+        connected=connected, flush=flush, sample_rate_hz=sample_rate_hz)
+    return _composed(waveform, token_ids, spans, gains, {c.speaker for c in clips}, {c.source for c in clips})
+
+
+def _composed(waveform, token_ids, spans, gains, speakers: set, sources: set) -> ComposedUtterance:
     return ComposedUtterance(
-        waveform=waveform,
-        token_ids=digits_to_token_ids([c.digit for c in clips]),
-        spans_samples=spans,
-        clip_gains=gains,
-        speaker=clips[0].speaker if len(speakers) == 1 else "+".join(sorted(speakers)),
-        source=clips[0].source if len(sources) == 1 else "+".join(sorted(sources)),
+        waveform=waveform, token_ids=token_ids, spans_samples=spans, clip_gains=gains,
+        speaker=next(iter(speakers)) if len(speakers) == 1 else "+".join(sorted(speakers)),
+        source=next(iter(sources)) if len(sources) == 1 else "+".join(sorted(sources)),
     )
 
 
@@ -268,9 +391,12 @@ class ClipSource:
     string in one voice and at one level, and mixing speakers inside a string would teach
     the model to expect level jumps between digits. Speakers are drawn uniformly, then
     digits uniformly among those the speaker has, then a clip of that digit uniformly.
+
+    fillers: optional speech without digits per speaker (``{speaker: [float32 [N], ...]}``),
+    placed around a string under :attr:`ComposeConfig.filler_probability`.
     """
 
-    def __init__(self, name: str, clips: Sequence[Clip], weight: float = 1.0):
+    def __init__(self, name: str, clips: Sequence[Clip], weight: float = 1.0, *, fillers: dict | None = None):
         if not clips:
             raise InvalidInputError(f"clip source {name!r} has no clips")
         if not weight > 0:
@@ -278,6 +404,7 @@ class ClipSource:
         self.name = name
         self.clips = list(clips)
         self.weight = float(weight)
+        self.fillers = dict(fillers or {})
         index: dict[str, dict[int, list[int]]] = {}
         for i, c in enumerate(self.clips):
             index.setdefault(c.speaker, {}).setdefault(c.digit, []).append(i)
@@ -288,19 +415,173 @@ class ClipSource:
     def speakers(self) -> list[str]:
         return list(self._speakers)
 
-    def sample_clips(self, rng: np.random.Generator, num_digits: int) -> list[Clip]:
-        """``num_digits`` clips of one random speaker, in spoken order."""
+    def sample_clips(self, rng: np.random.Generator, num_digits: int, *, repeat_probability: float = 0.0) -> list[Clip]:
+        """``num_digits`` clips of one random speaker, in spoken order (each digit after the
+        first repeats the one before with ``repeat_probability``, in another rendition where
+        the speaker has one)."""
         speaker = self._speakers[int(rng.integers(len(self._speakers)))]
         by_digit = self._index[speaker]
         digits = list(by_digit)
         out = []
-        for _ in range(num_digits):
-            candidates = by_digit[digits[int(rng.integers(len(digits)))]]
+        digit = None
+        for i in range(num_digits):
+            if not (i and repeat_probability > 0 and rng.random() < repeat_probability):
+                digit = digits[int(rng.integers(len(digits)))]
+            candidates = by_digit[digit]
             out.append(self.clips[candidates[int(rng.integers(len(candidates)))]])
         return out
 
+    def compose(self, rng: np.random.Generator, *, num_digits_range: tuple[int, int], compose: ComposeConfig,
+                augment: AugmentConfig, flush: bool) -> ComposedUtterance:
+        """One clean utterance of clips (speed-perturbed, maybe cut, connected, with fillers)."""
+        clips = self.sample_clips(rng, _draw_num_digits(rng, num_digits_range),
+                                  repeat_probability=compose.repeat_probability)
+        factor = float(rng.uniform(*augment.speed_range))
+        if factor != 1.0:
+            clips = [Clip(speed_perturb(c.waveform, factor), c.digit, c.speaker, c.source, c.name) for c in clips]
+        if augment.onset_cut_probability > 0:  # draws nothing when off, so older recipes replay exactly
+            clips = [_cut_clip(rng, c, augment) if rng.random() < augment.onset_cut_probability else c
+                     for c in clips]
+        connected = compose.connected_probability > 0 and rng.random() < compose.connected_probability
+        before, after = _draw_fillers(rng, self.fillers.get(clips[0].speaker), compose, factor)
+        if not before and not after:
+            composed = compose_utterance(clips, rng, config=compose, clip_gain_jitter_db=augment.clip_gain_jitter_db,
+                                         connected=connected, flush=flush)
+        else:
+            pieces = before + [Piece.of_clip(c) for c in clips] + after
+            parts = compose_pieces(pieces, rng, config=compose, gain_jitter_db=augment.clip_gain_jitter_db,
+                                   connected=connected, flush=flush)
+            composed = _composed(*parts, {clips[0].speaker}, {clips[0].source})
+        # Faster at the same pitch: isolated words strung together are slower than people say
+        # strings (spoken strings have their own drawn tempo, so this is for clips only).
+        if augment.tempo_probability > 0 and rng.random() < augment.tempo_probability:
+            faster = change_tempo(composed.waveform, float(rng.uniform(*augment.tempo_range)), TRAIN_SAMPLE_RATE_HZ)
+            scale = faster.shape[0] / max(composed.waveform.shape[0], 1)
+            spans = np.minimum(np.round(composed.spans_samples * scale).astype(np.int64), faster.shape[0])
+            composed = dataclasses.replace(composed, waveform=faster, spans_samples=spans)
+        return composed
+
     def __repr__(self) -> str:
         return f"ClipSource({self.name!r}, {len(self.clips)} clips, {len(self._speakers)} speakers, weight={self.weight})"
+
+
+def _draw_fillers(rng: np.random.Generator, speech, compose: ComposeConfig, factor: float) -> tuple[list, list]:
+    """([pieces before], [pieces after]) of other speech around a digit string, or two empty lists."""
+    if not speech or compose.filler_probability <= 0 or rng.random() >= compose.filler_probability:
+        return [], []
+    where = int(rng.integers(3))  # 0: before, 1: after, 2: both
+
+    def one():
+        w = speech[int(rng.integers(len(speech)))]
+        return Piece.speech(speed_perturb(w, factor) if factor != 1.0 else w)
+
+    before = [one()] if where in (0, 2) else []
+    after = [one()] if where in (1, 2) else []
+    return before, after
+
+
+@dataclass(frozen=True, eq=False)
+class SpokenString:
+    """A digit string a synthesiser spoke in one go (coarticulated, at its own rate).
+
+    waveform: float32 [N] at 16 kHz; token_ids: int64 [U]; spans_samples: int64 [U, 2], where
+    each word lies (from the synthesiser's own timing); speaker: the voice; text: what it said.
+    """
+
+    waveform: np.ndarray
+    token_ids: np.ndarray
+    spans_samples: np.ndarray
+    speaker: str
+    source: str
+    text: str
+
+
+class StringSource:
+    """Whole spoken digit strings (:class:`SpokenString`) to draw utterances from, with a weight.
+
+    A drawn string keeps its own timing; it gets the utterance's speed factor (spans scaled
+    with it), a lead and trail, and maybe fillers of its voice around it.
+    """
+
+    def __init__(self, name: str, strings: Sequence[SpokenString], weight: float = 1.0, *,
+                 fillers: dict | None = None):
+        if not strings:
+            raise InvalidInputError(f"string source {name!r} has no strings")
+        if not weight > 0:
+            raise InvalidInputError(f"string source {name!r} needs a positive weight, got {weight}")
+        self.name = name
+        self.strings = list(strings)
+        self.weight = float(weight)
+        self.fillers = dict(fillers or {})
+
+    def compose(self, rng: np.random.Generator, *, num_digits_range: tuple[int, int], compose: ComposeConfig,
+                augment: AugmentConfig, flush: bool) -> ComposedUtterance:
+        """One clean utterance holding one whole string (``num_digits_range`` is the strings' own)."""
+        s = self.strings[int(rng.integers(len(self.strings)))]
+        factor = float(rng.uniform(*augment.speed_range))
+        wave, spans = s.waveform, s.spans_samples
+        if factor != 1.0:
+            wave = speed_perturb(wave, factor)
+            spans = np.minimum(np.round(spans * (wave.shape[0] / s.waveform.shape[0])).astype(np.int64), wave.shape[0])
+        before, after = _draw_fillers(rng, self.fillers.get(s.speaker), compose, factor)
+        pieces = before + [Piece(wave, s.token_ids, spans)] + after
+        # A spoken string is connected speech: its lead is a trimmed recording's.
+        parts = compose_pieces(pieces, rng, config=compose, gain_jitter_db=0.0, connected=True, flush=flush)
+        return _composed(*parts, {s.speaker}, {s.source})
+
+    def __repr__(self) -> str:
+        return f"StringSource({self.name!r}, {len(self.strings)} strings, weight={self.weight})"
+
+
+NEGATIVE_KINDS = ("speech", "noise", "silence")
+
+
+class NegativeSource:
+    """Utterances in which no digit may be emitted: other speech, noise, silence (empty targets).
+
+    speech: ``{speaker: [float32 [N], ...]}`` sentences without digit words; kind_weights:
+    the chance of each of :data:`NEGATIVE_KINDS`. Noise is coloured, 0.5-4 s, at -70..-20 dB
+    RMS (full scale 0 dB); silence is 0.3-3 s of digital zeros (augmentation may add noise).
+    Why: the previous model turned 60 s of a speech into 64 digits (issue 21); a recogniser
+    must learn what is *not* a digit.
+    """
+
+    def __init__(self, name: str, speech: dict, weight: float = 1.0, *,
+                 kind_weights: tuple[float, float, float] = (0.7, 0.15, 0.15)):
+        if not weight > 0:
+            raise InvalidInputError(f"negative source {name!r} needs a positive weight, got {weight}")
+        if len(kind_weights) != len(NEGATIVE_KINDS) or min(kind_weights) < 0 or sum(kind_weights) <= 0:
+            raise InvalidInputError(f"kind_weights must be {len(NEGATIVE_KINDS)} weights >= 0 for "
+                                    f"{NEGATIVE_KINDS}, got {kind_weights}")
+        self.speech = {k: list(v) for k, v in speech.items() if len(v)}
+        if kind_weights[0] > 0 and not self.speech:
+            raise InvalidInputError(f"negative source {name!r} has no speech")
+        self.name = name
+        self.weight = float(weight)
+        self._speakers = sorted(self.speech)
+        self._kind_p = np.asarray(kind_weights, np.float64) / sum(kind_weights)
+
+    def compose(self, rng: np.random.Generator, *, num_digits_range: tuple[int, int], compose: ComposeConfig,
+                augment: AugmentConfig, flush: bool) -> ComposedUtterance:
+        kind = NEGATIVE_KINDS[int(rng.choice(len(NEGATIVE_KINDS), p=self._kind_p))]
+        speaker = kind
+        if kind == "speech":
+            speaker = self._speakers[int(rng.integers(len(self._speakers)))]
+            sentences = self.speech[speaker]
+            wave = sentences[int(rng.integers(len(sentences)))]
+            factor = float(rng.uniform(*augment.speed_range))
+            wave = speed_perturb(wave, factor) if factor != 1.0 else wave
+        elif kind == "noise":
+            n = int(rng.uniform(0.5, 4.0) * TRAIN_SAMPLE_RATE_HZ)
+            color = NOISE_COLORS[int(rng.integers(len(NOISE_COLORS)))]
+            wave = colored_noise(rng, n, color) * np.float32(db_to_gain(rng.uniform(-70.0, -20.0)))
+        else:
+            wave = np.zeros(int(rng.uniform(0.3, 3.0) * TRAIN_SAMPLE_RATE_HZ), np.float32)
+        parts = compose_pieces([Piece.speech(wave)], rng, config=compose, connected=True, flush=flush)
+        return _composed(*parts, {speaker}, {self.name})
+
+    def __repr__(self) -> str:
+        return f"NegativeSource({self.name!r}, {sum(map(len, self.speech.values()))} sentences, weight={self.weight})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -372,7 +653,7 @@ def _cut_clip(rng: np.random.Generator, clip: Clip, augment: AugmentConfig) -> C
 
 def make_utterance(
     rng: np.random.Generator,
-    sources: Sequence[ClipSource],
+    sources: Sequence,
     *,
     num_digits_range: tuple[int, int] = (1, 8),
     compose: ComposeConfig = ComposeConfig(),
@@ -380,26 +661,25 @@ def make_utterance(
 ) -> tuple[np.ndarray, ComposedUtterance]:
     """One random utterance: (augmented waveform float32 [N], its composition).
 
-    Steps: pick a source by weight, a digit count, one speaker's clips; speed-perturb each
-    clip with one factor (so spans stay exact); compose with per-clip gain jitter; then
-    utterance gain, noise and peak limiting (:func:`augment_waveform`), which keep length.
-    ``composition.waveform`` is the clean version before utterance-level augmentation;
-    ``composition.source`` is the ClipSource's name.
+    Steps: pick a source by weight (:class:`ClipSource`, :class:`StringSource`,
+    :class:`NegativeSource`); whether it ends on its last word and gets a flush
+    (:attr:`ComposeConfig.flush_probability`); the source composes a clean utterance (a clip
+    source: a digit count, one speaker's clips, one speed factor for them all so spans stay
+    exact, maybe connected); then utterance gain, noise and peak limiting
+    (:func:`augment_waveform`), which keep length; then the flush's digital silence.
+    ``composition.waveform`` is the clean version before utterance-level augmentation (and
+    without the flush); ``composition.source`` is the source's name.
     """
     weights = np.array([s.weight for s in sources], dtype=np.float64)
     source = sources[int(rng.choice(len(sources), p=weights / weights.sum()))]
-    clips = source.sample_clips(rng, _draw_num_digits(rng, num_digits_range))
-    factor = float(rng.uniform(*augment.speed_range))
-    if factor != 1.0:
-        clips = [
-            Clip(speed_perturb(c.waveform, factor), c.digit, c.speaker, c.source, c.name) for c in clips
-        ]
-    if augment.onset_cut_probability > 0:  # draws nothing when off, so older recipes replay exactly
-        clips = [_cut_clip(rng, c, augment) if rng.random() < augment.onset_cut_probability else c for c in clips]
-    composed = compose_utterance(clips, rng, config=compose, clip_gain_jitter_db=augment.clip_gain_jitter_db)
-    # Report the ClipSource's name (e.g. "espeak-train"), which is what the mixing weights name.
+    flush = compose.flush_probability > 0 and rng.random() < compose.flush_probability
+    composed = source.compose(rng, num_digits_range=num_digits_range, compose=compose, augment=augment, flush=flush)
+    # Report the source's name (e.g. "espeak-train"), which is what the mixing weights name.
     composed = dataclasses.replace(composed, source=source.name)
     waveform = augment_waveform(rng, composed.waveform, augment, speech_spans_samples=composed.spans_samples)
+    if flush:
+        tail = np.zeros(_ms_to_samples(rng.uniform(*compose.flush_ms_range), TRAIN_SAMPLE_RATE_HZ), np.float32)
+        waveform = np.concatenate([waveform, tail])
     return waveform, composed
 
 
@@ -432,8 +712,9 @@ def make_batch(
     lengths = np.array([w.shape[0] for w in waves], dtype=np.int64)
     target_lengths = np.array([c.token_ids.shape[0] for c in comps], dtype=np.int64)
     waveforms = np.zeros((batch_size, int(lengths.max())), dtype=np.float32)
-    targets = np.full((batch_size, int(target_lengths.max())), BLANK_ID, dtype=np.int64)
-    spans = np.full((batch_size, int(target_lengths.max()), 2), -1, dtype=np.int64)
+    width = max(int(target_lengths.max()), 1)  # a batch of only negatives still has a token axis
+    targets = np.full((batch_size, width), BLANK_ID, dtype=np.int64)
+    spans = np.full((batch_size, width, 2), -1, dtype=np.int64)
     for b, (w, c) in enumerate(zip(waves, comps)):
         waveforms[b, : w.shape[0]] = w
         targets[b, : c.token_ids.shape[0]] = c.token_ids

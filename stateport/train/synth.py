@@ -396,3 +396,18 @@ def run_in_order(run: Callable[[_Job], Clip], jobs: Sequence[_Job], max_workers:
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         # map keeps job order, so the result does not depend on thread timing.
         return list(pool.map(run, jobs))
+
+
+def espeak_voice_roles(voices: Sequence[EspeakVoice] | None = None) -> dict[str, list[EspeakVoice]]:
+    """espeak-ng voices by role: ``train``, ``dev`` (choose checkpoints) and ``test`` (report).
+
+    ``train`` is :func:`split_espeak_voices`' training part (unchanged, so older recipes
+    replay); its held-out variants are dealt alternately, in sorted order, to ``dev`` and
+    ``test``, so the voices a checkpoint is chosen on are never the ones it is reported on.
+    """
+    voices = list_espeak_voices() if voices is None else list(voices)
+    train, held_out = split_espeak_voices(voices, seed=0)
+    variants = sorted({v.variant for v in held_out}, key=lambda x: "" if x is None else x)
+    dev_variants = set(variants[0::2])
+    return {"train": train, "dev": [v for v in held_out if v.variant in dev_variants],
+            "test": [v for v in held_out if v.variant not in dev_variants]}

@@ -38,7 +38,7 @@ from ..runtime.frontend import FrontendConfig
 from ..vocabulary import BLANK_ID
 from .augment import NO_AUGMENTATION, AugmentConfig
 from .config import TrainConfig
-from .data import ClipSource, make_batch
+from .data import ClipSource, ComposeConfig, NegativeSource, StringSource, emission_mask, make_batch, spans_to_frame_spans
 from .fsdd import FSDD_ATTRIBUTION, leave_one_speaker_out, load_fsdd
 from .metrics import token_error_counts
 
@@ -52,29 +52,68 @@ class TrainResult:
 
 
 def _sources(cfg: TrainConfig, split) -> tuple[list, list]:
-    """Training sources and the dev clip source (dev speaker's FSDD clips; else held-out voices)."""
+    """Training sources and the dev sources (dev speaker's FSDD clips; else held-out dev voices).
+
+    With spoken strings or negatives, the dev voices speak those too (strings, sentences of the
+    training word list), so the checkpoint is chosen on every kind of utterance it trains on.
+    The dev voices (:func:`espeak_voice_roles`' ``dev``) are never the evaluation's ``test`` voices.
+    """
     train_clips = load_fsdd(speakers=split.train)
     sources = [ClipSource("fsdd-train", train_clips, cfg.fsdd_weight)]
     dev_sources = []
     if split.dev:
         dev_sources.append(ClipSource("fsdd-dev", load_fsdd(speakers=split.dev)))
+    recorded = []
+    if cfg.flite_weight > 0 or cfg.recorded_string_weight > 0:
+        from .recorded_voices import list_recorded_voices
+
+        recorded = list_recorded_voices(cfg.recorded_voices)  # a typed error names the missing package
+    connected = cfg.string_weight > 0 or cfg.recorded_string_weight > 0 or cfg.negative_weight > 0
+    train_speech, dev_speech = {}, {}
     if cfg.use_synthetic:
-        from .synth import espeak_available, list_espeak_voices, split_espeak_voices, synthesize_digits
+        from .synth import (espeak_available, espeak_voice_roles, list_espeak_voices, split_espeak_voices,
+                            synthesize_digits)
 
         if not espeak_available():
             raise InvalidInputError("use_synthetic needs espeak-ng (apt-get install espeak-ng); "
                                     "or train with use_synthetic=False")
-        train_voices, held_out = split_espeak_voices(list_espeak_voices(), seed=0)
-        synth = synthesize_digits(train_voices, renditions_per_digit=cfg.synthetic_renditions_per_digit, seed=0)
-        sources.append(ClipSource("espeak-train", synth, cfg.synthetic_weight))
-        if not split.dev:
-            dev_sources.append(ClipSource("espeak-heldout", synthesize_digits(held_out, renditions_per_digit=1, seed=1)))
-    if cfg.flite_weight > 0:
-        from .recorded_voices import list_recorded_voices, synthesize_recorded_digits
+        if connected:
+            roles = espeak_voice_roles()
+            train_voices, dev_voices = roles["train"], roles["dev"]
+        else:  # the original recipe: dev on every held-out voice (it has no test voices)
+            train_voices, dev_voices = split_espeak_voices(list_espeak_voices(), seed=0)
+        if cfg.negative_weight > 0 or cfg.compose.get("filler_probability", 0) > 0:
+            from .speech import TRAIN_WORDS, spoken_sentences
 
-        voices = list_recorded_voices(cfg.recorded_voices)  # a typed error names the missing package
-        clips = synthesize_recorded_digits(voices, renditions_per_digit=cfg.flite_renditions_per_digit)
-        sources.append(ClipSource("flite-train", clips, cfg.flite_weight))
+            train_speech = spoken_sentences(list(train_voices) + recorded, TRAIN_WORDS, cfg.sentences, seed=cfg.seed)
+            dev_speech = spoken_sentences(dev_voices, TRAIN_WORDS, max(cfg.sentences // 10, 20), seed=cfg.seed + 1)
+        synth = synthesize_digits(train_voices, renditions_per_digit=cfg.synthetic_renditions_per_digit, seed=0)
+        sources.append(ClipSource("espeak-train", synth, cfg.synthetic_weight, fillers=train_speech))
+        if not split.dev:
+            dev_sources.append(ClipSource("espeak-heldout", synthesize_digits(dev_voices, renditions_per_digit=1, seed=1),
+                                          fillers=dev_speech))
+        if cfg.string_weight > 0:
+            from .strings import spoken_strings
+
+            sources.append(StringSource("espeak-strings", spoken_strings(train_voices, cfg.spoken_strings, seed=cfg.seed),
+                                        cfg.string_weight, fillers=train_speech))
+            dev_sources.append(StringSource("espeak-strings-dev",
+                                            spoken_strings(dev_voices, max(cfg.spoken_strings // 20, 40),
+                                                           seed=cfg.seed + 1), fillers=dev_speech))
+        if cfg.negative_weight > 0:
+            sources.append(NegativeSource("negatives", train_speech, cfg.negative_weight))
+            dev_sources.append(NegativeSource("negatives-dev", dev_speech, 0.5))
+    if cfg.flite_weight > 0:
+        from .recorded_voices import synthesize_recorded_digits
+
+        clips = synthesize_recorded_digits(recorded, renditions_per_digit=cfg.flite_renditions_per_digit)
+        sources.append(ClipSource("flite-train", clips, cfg.flite_weight, fillers=train_speech))
+    if cfg.recorded_string_weight > 0:
+        from .strings import spoken_strings
+
+        sources.append(StringSource("recorded-strings", spoken_strings(recorded, max(cfg.spoken_strings // 3, 1),
+                                                                       seed=cfg.seed),
+                                    cfg.recorded_string_weight, fillers=train_speech))
     if cfg.voice_shift_weight > 0:
         from .voice_shift import VoiceShiftConfig, voice_shifted_clips
 
@@ -157,7 +196,8 @@ class _Featurizer:
 
 def _dev_set(cfg: TrainConfig, dev_sources) -> list:
     rng = np.random.default_rng(10_000 + cfg.seed)
-    return [make_batch(rng, 20, dev_sources, num_digits_range=cfg.num_digits_range, augment=NO_AUGMENTATION)
+    return [make_batch(rng, 20, dev_sources, num_digits_range=cfg.num_digits_range, augment=NO_AUGMENTATION,
+                       compose=ComposeConfig(**cfg.compose))
             for _ in range(max(cfg.dev_utterances // 20, 1))]
 
 
@@ -173,14 +213,67 @@ def decode_offline(model, featurize: _Featurizer, waveforms: np.ndarray, lengths
 
 
 def evaluate_torch(model, featurize: _Featurizer, batches: list) -> float:
-    """Token (digit) error rate of greedy decoding of the offline forward over ``batches``."""
+    """Token (digit) error rate of greedy decoding of the offline forward over ``batches``.
+
+    Digits emitted in utterances without any (negatives) count as errors (insertions) over
+    the same digit total. Batches may be :class:`Batch` or :class:`_PrefixedBatch` (the frozen
+    prefix already applied: only the head runs).
+    """
     errors = total = 0
     model.eval()
+    device = next(model.parameters()).device
     for b in batches:
-        for i, hyp in enumerate(decode_offline(model, featurize, b.waveforms, b.waveform_lengths)):
+        if isinstance(b, _PrefixedBatch):
+            with torch.no_grad():
+                (logits,) = model.head_forward(b.embeddings.to(device))
+            logits = logits.cpu().numpy()
+            hyps = [greedy_tokens(logits[i], int(b.frames[i])) for i in range(len(b.frames))]
+        else:
+            hyps = decode_offline(model, featurize, b.waveforms, b.waveform_lengths)
+        for i, hyp in enumerate(hyps):
             e, n = token_error_counts(b.targets[i, : b.target_lengths[i]].tolist(), hyp)
             errors, total = errors + e, total + n
     return errors / max(total, 1)
+
+
+@dataclass(frozen=True)
+class _PrefixedBatch:
+    """A dev batch whose frozen prefix ran once: embeddings [B, T', D], valid frames [B], targets."""
+
+    embeddings: torch.Tensor
+    frames: torch.Tensor
+    targets: np.ndarray
+    target_lengths: np.ndarray
+
+
+def _prefixed(batches: list, featurize: _Featurizer, prefix) -> list:
+    """Why: the dev set is decoded at every evaluation, and the frozen embedding is most of a
+    forward; running it once keeps evaluations cheap (the head sees the same numbers)."""
+    out = []
+    for b in batches:
+        with torch.no_grad():
+            feats, frames = featurize(b.waveforms, b.waveform_lengths)
+            frames = featurize.output_frames(frames)
+            out.append(_PrefixedBatch(prefix_by_utterance(prefix, feats, frames, featurize.subsampling), frames,
+                                      b.targets, b.target_lengths))
+    return out
+
+
+def prefix_by_utterance(prefix, feats: torch.Tensor, frames: torch.Tensor, subsampling: int) -> torch.Tensor:
+    """A frozen prefix over each utterance's own frames: [B, T, F] -> [B, T // subsampling, D], zeros past
+    each utterance's ``frames`` (valid output frames [B]).
+
+    Why not the padded batch at once: a batch's utterances differ several-fold in length, and
+    the prefix (a pretrained embedding) is nearly all of a batch's cost; measured on the
+    connected-speech mix, two thirds of a padded batch's windows were padding. The valid
+    outputs are the same either way: the prefix is causal.
+    """
+    with torch.no_grad():
+        parts = [prefix(feats[i:i + 1, :int(n) * subsampling]) for i, n in enumerate(frames)]
+    out = torch.zeros(feats.shape[0], feats.shape[1] // subsampling, parts[0].shape[-1], dtype=parts[0].dtype)
+    for i, part in enumerate(parts):
+        out[i, :part.shape[1]] = part[0]
+    return out
 
 
 def _set_feature_norm(model, featurize: _Featurizer, rng, sources, cfg: TrainConfig) -> None:
@@ -228,7 +321,11 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     prefix = frozen_prefix_of(copy.deepcopy(model)) if frozen_prefix_of(model) is not None else None
     model.to(device)
     dev = _dev_set(cfg, dev_sources)
+    if prefix is not None:
+        dev = _prefixed(dev, featurize, prefix)
     augment = AugmentConfig(**cfg.augment)
+    compose = ComposeConfig(**cfg.compose)
+    shift, delay_samples = featurize.emission_timing(cfg.emission_delay_ms)
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
@@ -248,10 +345,10 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     kept = model if ema is None else ema.module
     if cfg.pool_batches > 0:
-        batches = _pooled(lambda: _batch_stream(cfg, sources, featurize, augment, prefix), cfg,
+        batches = _pooled(lambda: _batch_stream(cfg, sources, featurize, augment, compose, prefix), cfg,
                           _pipeline_probe(featurize, prefix), progress=progress, log=log)
     else:
-        batches = _batch_stream(cfg, sources, featurize, augment, prefix)
+        batches = _batch_stream(cfg, sources, featurize, augment, compose, prefix)
     best = {"wer": float("inf"), "step": -1, "state": None}
     history = []
     bar = None
@@ -265,7 +362,14 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
     running = None
     for step in range(cfg.steps):
         model.train()
-        feats, frames, targets, target_lengths, mask = (t.to(device) for t in next(batches))
+        feats, frames, targets, target_lengths, spans = next(batches)
+        # The emission window is applied here, not where batches are made: runs that differ
+        # only in the delay share a pool (TrainConfig.pool_key).
+        token_mask = emission_mask(spans_to_frame_spans(spans.numpy(), shift, delay_samples=delay_samples,
+                                                        num_frames=frames.numpy()), feats.shape[1]
+                                   if prefix is not None else feats.shape[1] // featurize.subsampling)
+        feats, frames, targets, target_lengths = (t.to(device) for t in (feats, frames, targets, target_lengths))
+        mask = torch.from_numpy(token_mask).to(device)
         (logits,) = model(feats) if prefix is None else model.head_forward(feats)
         loss = restricted_ctc_loss(logits.log_softmax(-1), frames, targets, target_lengths, mask)
         opt.zero_grad()
@@ -303,31 +407,33 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    """Endless training batches made in a worker process, so data and model work overlap."""
+    """Endless training batches made in a worker process, so data and model work overlap.
 
-    def __init__(self, cfg, sources, featurize, augment, prefix=None):
-        self.args = (cfg, sources, featurize, augment, prefix)
+    Each is (features or the frozen prefix's output [B, T, D], valid output frames [B],
+    targets [B, U], target lengths [B], token spans in samples [B, U, 2]).
+    """
+
+    def __init__(self, cfg, sources, featurize, augment, compose, prefix=None):
+        self.args = (cfg, sources, featurize, augment, compose, prefix)
 
     def __iter__(self):
-        cfg, sources, featurize, augment, prefix = self.args
-        shift, delay_samples = featurize.emission_timing(cfg.emission_delay_ms)
+        cfg, sources, featurize, augment, compose, prefix = self.args
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([cfg.seed, 1, info.id if info else 0])
         torch.set_num_threads(1)
         while True:
-            b = make_batch(rng, cfg.batch_size, sources, num_digits_range=cfg.num_digits_range, augment=augment)
+            b = make_batch(rng, cfg.batch_size, sources, num_digits_range=cfg.num_digits_range, augment=augment,
+                           compose=compose)
             feats, frames = featurize(b.waveforms, b.waveform_lengths)
             if cfg.channel_eq_probability > 0:
                 random_channel_eq(feats, rng, cfg)
             if cfg.spec_augment:
                 spec_augment(feats, frames, rng, cfg)
             frames = featurize.output_frames(frames)
-            mask = b.emission_mask(shift, feats.shape[1] // featurize.subsampling, delay_samples=delay_samples,
-                                   frame_lengths=frames.numpy())
             if prefix is not None:
-                feats = prefix(feats)
+                feats = prefix_by_utterance(prefix, feats, frames, featurize.subsampling)
             yield (feats, frames, torch.from_numpy(b.targets), torch.from_numpy(b.target_lengths),
-                   torch.from_numpy(mask))
+                   torch.from_numpy(b.spans_samples))
 
 
 LOG_POWER_PER_DB = math.log(10.0) / 10.0  # fbank features are natural-log power
@@ -455,8 +561,8 @@ def _load_pool(path: str, cfg: TrainConfig, probe: torch.Tensor, log) -> list:
     return pool
 
 
-def _batch_stream(cfg, sources, featurize, augment, prefix=None):
-    data = _Batches(cfg, sources, featurize, augment, prefix)
+def _batch_stream(cfg, sources, featurize, augment, compose, prefix=None):
+    data = _Batches(cfg, sources, featurize, augment, compose, prefix)
     if cfg.data_workers <= 0:
         return iter(data)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.data_workers, prefetch_factor=4)
@@ -468,7 +574,13 @@ def _data_description(cfg: TrainConfig) -> str:
         + [f"recorded-speaker voices {', '.join(cfg.recorded_voices)} (weight {cfg.flite_weight:g})"] \
         * (cfg.flite_weight > 0) \
         + [f"{cfg.voice_shift_speakers_per_speaker} Praat voice-shifted copies of each FSDD training speaker "
-           f"(weight {cfg.voice_shift_weight:g})"] * (cfg.voice_shift_weight > 0)
+           f"(weight {cfg.voice_shift_weight:g})"] * (cfg.voice_shift_weight > 0) \
+        + [f"{cfg.spoken_strings} digit strings spoken whole by espeak-ng voices (weight {cfg.string_weight:g})"] \
+        * (cfg.string_weight > 0) \
+        + [f"{max(cfg.spoken_strings // 3, 1)} spoken whole by the recorded voices "
+           f"(weight {cfg.recorded_string_weight:g})"] * (cfg.recorded_string_weight > 0) \
+        + [f"utterances without digits: {cfg.sentences} sentences of other words, noise, silence "
+           f"(weight {cfg.negative_weight:g})"] * (cfg.negative_weight > 0)
     return " + ".join(parts) + " (see stateport.train)"
 
 
