@@ -21,6 +21,7 @@ from .augment import NO_AUGMENTATION
 from .clips import TRAIN_SAMPLE_RATE_HZ
 from .data import ClipSource, digits_to_token_ids, make_utterance
 from .fsdd import load_fsdd
+from ..errors import InvalidInputError
 from .metrics import string_accuracy, word_error_rate
 
 LEAD_SILENCE_MS = 300
@@ -56,18 +57,17 @@ def speaker_sets(speaker: str, *, strings: int = 100, indices=None, seed: int = 
 
 
 def synthetic_set(*, voices: int = 40, strings: int = 100, seed: int = 0) -> EvalSet:
-    """Digit strings in espeak-ng voices held out of training (needs espeak-ng)."""
-    from .synth import list_espeak_voices, split_espeak_voices, synthesize_digits
+    """Digit strings in espeak-ng test voices (held out of training and of checkpoint choice; needs espeak-ng)."""
+    from .synth import espeak_voice_roles, synthesize_digits
 
-    _, held_out = split_espeak_voices(list_espeak_voices(), seed=0)
-    clips = synthesize_digits(held_out[:voices], renditions_per_digit=1, seed=1)
+    clips = synthesize_digits(espeak_voice_roles()["test"][:voices], renditions_per_digit=1, seed=1)
     rng = np.random.default_rng(seed)
     source = [ClipSource("espeak-heldout", clips)]
     items = []
     for _ in range(strings):
         wave, comp = make_utterance(rng, source, num_digits_range=(1, 8), augment=NO_AUGMENTATION)
         items.append((wave, comp.token_ids.tolist()))
-    return EvalSet("held-out espeak voices, digit strings", items)
+    return EvalSet("held-out espeak-ng test voices, digit strings", items)
 
 
 def transcribe(streamer: Recognizer, waveform: np.ndarray, *, read_samples: int = READ_SAMPLES) -> list[int]:
@@ -147,21 +147,113 @@ def evaluate_checkpoint(checkpoint: str, *, speaker: str | None = None, strings:
             "parity_max_scaled_diff": report.max_scaled_diff, "evaluation": rows}
 
 
+def padded_sets(speaker: str, *, strings: int = 100) -> list:
+    """The original padded sets (singles and strings with pauses of ``speaker``, held-out espeak-ng
+    strings) as :class:`stateport.train.real_speech.EvalSet` of the group "padded"."""
+    from .real_speech import EvalSet as Set
+
+    return [Set(s.name + " (padded)", s.items, group="padded")
+            for s in speaker_sets(speaker, strings=strings) + [synthetic_set(strings=strings)]]
+
+
+def _model_file(path: str, tmp: str) -> tuple[str, dict]:
+    """An ONNX file for ``path``: itself, or a checkpoint exported with its parity proof into ``tmp``."""
+    from pathlib import Path
+
+    if not str(path).endswith(".pt"):
+        return str(path), {}
+    import torch
+
+    from ..export import export_model
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    out = str(Path(tmp) / (Path(path).stem + ".onnx"))
+    report = export_model(out, arch=data["architecture"], checkpoint=path).report
+    return out, {"parity_max_scaled_diff": report.max_scaled_diff}
+
+
+def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "george", suite: str = "all",
+                         flush_ms="auto", strings: int = 100, spoken: int = 50, sentences: int = 60,
+                         padded_strings: int = 100, log=print) -> dict:
+    """The evaluation that mirrors use (:mod:`stateport.train.real_speech`) for model files or
+    checkpoints, and PocketSphinx on the same audio: ``{"results": {name: rows}, "tails": ..., ...}``.
+
+    flush_ms: the end-of-input flush to emulate per model ("auto": its tail measured on the dev
+    voices, :func:`~stateport.train.real_speech.measure_tail_ms`, rounded up to 20 ms; a number:
+    that for every model).
+    """
+    import math
+    import tempfile
+
+    from . import real_speech as rs
+
+    sets = []
+    if suite in ("all", "real"):
+        sets += rs.real_speech_sets(speaker, strings=strings, spoken=spoken, sentences=sentences)
+    if suite in ("all", "padded"):
+        sets += padded_sets(speaker, strings=padded_strings)
+    if not sets:
+        raise InvalidInputError(f"suite must be 'all', 'real' or 'padded', got {suite!r}")
+    results, tails, files = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in models:
+            onnx, info = _model_file(path, tmp)
+            rec = rs.RuntimeDigits(onnx, name=str(path))
+            tail = rs.measure_tail_ms(rec, rs.dev_tail_sets())
+            rec.flush_ms = 20.0 * math.ceil(tail["max_ms"] / 20.0) if flush_ms == "auto" else float(flush_ms)
+            tails[rec.name] = tail | {"flush_ms": rec.flush_ms}
+            files[rec.name] = info
+            log(f"{rec.name}: tail on the dev voices {tail['max_ms']:.0f} ms (99th percentile "
+                f"{tail['p99_ms']:.0f} ms); end-of-input flush emulated: {rec.flush_ms:.0f} ms")
+            results[rec.name] = rs.run_sets(rec, sets, log=log)
+        if peer:
+            p = rs.PeerDigits()
+            results[p.name] = rs.run_sets(p, sets, log=log)
+    return {"speaker": speaker, "results": results, "tails": tails, "exports": files,
+            "table": rs.markdown_table(results)}
+
+
 def main(argv=None) -> None:
-    """``python -m stateport.train.evaluate CHECKPOINT``: held-out accuracy of any trained checkpoint."""
+    """``python -m stateport.train.evaluate MODEL [MODEL ...]``: held-out accuracy of checkpoints or model files."""
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(description="Export a checkpoint (with its parity proof) and measure its digit "
-                                             "WER through the client runtime on a held-out FSDD speaker.")
-    ap.add_argument("checkpoint")
-    ap.add_argument("--speaker", default=None, help="FSDD speaker (default: the recipe's held-out speaker)")
-    ap.add_argument("--strings", type=int, default=100, help="composed digit strings per set")
-    ap.add_argument("--no-synthetic", action="store_true", help="skip the held-out espeak-ng voices")
-    ap.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
+    ap = argparse.ArgumentParser(description="Measure digit models on speech they never heard, through the client "
+                                             "runtime: trimmed recordings, connected digits, speech without digits "
+                                             "(the real-speech suite), the padded sets, and PocketSphinx on the same "
+                                             "audio. A checkpoint (.pt) is exported with its parity proof first.")
+    ap.add_argument("models", nargs="+", help="checkpoints (.pt) or stateport model files (.onnx, e.g. an int8 one)")
+    ap.add_argument("--suite", default="all", choices=["all", "real", "padded"],
+                    help="real: the sets that mirror use; padded: the original padded sets; all: both")
+    ap.add_argument("--no-peer", action="store_true", help="skip PocketSphinx")
+    ap.add_argument("--flush-ms", default="auto",
+                    help="end-of-input flush to emulate in ms, or 'auto' (each model's tail on the dev voices)")
+    ap.add_argument("--speaker", default=None, help="held-out FSDD speaker (default george; --legacy: the recipe's)")
+    ap.add_argument("--strings", type=int, default=100, help="connected strings per mode of the held-out speaker")
+    ap.add_argument("--spoken", type=int, default=50, help="spoken strings per engine and rate")
+    ap.add_argument("--sentences", type=int, default=60, help="sentences without digits")
+    ap.add_argument("--padded-strings", type=int, default=100, help="strings per padded set")
+    ap.add_argument("--json", default=None, metavar="OUT", help="also write every row as JSON")
+    ap.add_argument("--legacy", action="store_true",
+                    help="the original report of one checkpoint (export, proof, padded sets only)")
     args = ap.parse_args(argv)
-    result = evaluate_checkpoint(args.checkpoint, speaker=args.speaker, strings=args.strings,
-                                 synthetic=not args.no_synthetic)
+    if args.legacy:
+        return _legacy_main(args)
+    flush = args.flush_ms if args.flush_ms == "auto" else float(args.flush_ms)
+    result = evaluate_real_speech(args.models, peer=not args.no_peer, speaker=args.speaker or "george", suite=args.suite,
+                                  flush_ms=flush, strings=args.strings, spoken=args.spoken, sentences=args.sentences,
+                                  padded_strings=args.padded_strings)
+    print()
+    print(result["table"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+def _legacy_main(args) -> None:
+    import json
+
+    result = evaluate_checkpoint(args.models[0], speaker=args.speaker, strings=args.padded_strings)
     if result["speaker_heard_in_training"]:
         print(f"WARNING: {result['speaker']} was a training speaker of this checkpoint: not a held-out figure")
     verdict = "passed" if result["parity_passed"] else "FAILED (" + ", ".join(result["parity_failures"]) + ")"
