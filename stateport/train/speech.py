@@ -6,7 +6,7 @@ such speech with an empty target, and the evaluation needs a separate set of it 
 per minute), so there are two word lists with no word in common: :data:`TRAIN_WORDS` for
 training, :data:`EVAL_WORDS` for evaluation, spoken in disjoint voices as well.
 
-Neither list holds a digit word, a word spelled with one inside ("someone", "often"), a
+Neither list holds a digit word, a word spelled with one inside ("someone", "weight"), a
 homophone of one ("to", "too", "for", "won", "ate", "oh") or a number word ("ten", "twenty",
 "hundred"): a digit recogniser cannot tell "for" from "four" by sound, and a number word
 contains digits. :func:`is_digit_free` is the rule; a test holds both lists to it.
