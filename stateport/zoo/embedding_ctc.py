@@ -103,7 +103,7 @@ class EmbeddingCtc(StreamingModule):
 
     def __init__(self, *, hidden_size: int, num_layers: int, vocabulary: list | None = None,
                  frames_per_step: int = 16, dropout: float = 0.0, input_dropout: float = 0.0,
-                 input_noise: float = 0.0, pretrained: bool = True):
+                 input_noise: float = 0.0, pretrained: bool = True, blank_bias: float = 0.0):
         super().__init__()
         if frames_per_step < HOP_FRAMES or frames_per_step % HOP_FRAMES:
             raise InvalidInputError(f"frames_per_step must be a multiple of {HOP_FRAMES}; got {frames_per_step}")
@@ -114,6 +114,14 @@ class EmbeddingCtc(StreamingModule):
         self.regularise = InputNoise(input_noise, input_dropout)  # training only
         self.encoder = StreamingLSTM(EMBEDDING_DIM, hidden_size, num_layers, dropout=dropout)
         self.head = nn.Linear(hidden_size, len(self.vocabulary))
+        # Added to the blank's logit, in the graph: greedy decoding then emits a digit only where
+        # its logit beats blank's by this much, i.e. a posterior threshold that rejects weak
+        # digits (other speech heard as digits). Not trained: chosen on the dev voices after
+        # training (stateport.train.rejection). Not a weight (kept out of the state dict).
+        self.blank_bias = float(blank_bias)
+        offset = torch.zeros(len(self.vocabulary))
+        offset[BLANK_ID] = self.blank_bias
+        self.register_buffer("blank_offset", offset, persistent=False)
         s = self.streaming
         s.subsampling = s.frame_multiple = s.min_frames = HOP_FRAMES
         s.frames_per_step = frames_per_step
@@ -131,9 +139,12 @@ class EmbeddingCtc(StreamingModule):
         """Logits from :meth:`frozen_prefix`'s embeddings, from a fresh state (what training fits)."""
         h, c = self.encoder.init_state(emb.shape[0])
         y, _, _ = self.encoder.step(self.regularise(self.norm(emb)), h.to(emb.device), c.to(emb.device))
-        return (self.head(y),)
+        return (self._logits(y),)
+
+    def _logits(self, y):
+        return self.head(y) + self.blank_offset if self.blank_bias else self.head(y)
 
     def step(self, x, frames, h, c):
         emb, frames = self.windows.step(x, frames)
         y, h, c = self.encoder.step(self.regularise(self.norm(emb)), h, c)
-        return self.head(y), frames, h, c
+        return self._logits(y), frames, h, c
