@@ -86,6 +86,10 @@ def add_parser(sub):
     p.add_argument("--flush", type=float, default=0.0, metavar="P",
                    help="chance that an utterance ends on its last word and gets digital silence after it (what "
                         "a trimmed recording plus the runtime's end-of-input flush looks like)")
+    p.add_argument("--connected-lead-ms", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="silence before a connected string, uniform in ms (default 0 150)")
+    p.add_argument("--start-on-word", type=float, default=0.0, metavar="P",
+                   help="chance that an utterance starts on its first sound, no lead at all (a trimmed recording)")
     p.add_argument("--repeat", type=float, default=0.0, metavar="P",
                    help="chance that each digit of a string repeats the one before ('three three three')")
     p.add_argument("--filler", type=float, default=0.0, metavar="P",
@@ -126,7 +130,10 @@ def config_from_args(args):
     compose = {name: value for name, value in (("connected_probability", args.connected),
                                                ("flush_probability", args.flush),
                                                ("repeat_probability", args.repeat),
-                                               ("filler_probability", args.filler)) if value}
+                                               ("filler_probability", args.filler),
+                                               ("start_on_word_probability", args.start_on_word)) if value}
+    if args.connected_lead_ms:
+        compose["connected_leading_ms_range"] = tuple(args.connected_lead_ms)
     overrides = {"dropout": args.dropout} if args.dropout else {}
     if args.input_dropout:
         overrides["input_dropout"] = args.input_dropout

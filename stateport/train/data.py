@@ -151,6 +151,11 @@ class ComposeConfig:
     filler_probability: chance that a digit utterance gets other speech of the same voice
         before, after or around it (only where the source has such speech), so digits are
         learnt in context and other words as nothing.
+    start_on_word_probability: chance that an utterance has no lead at all: the stream starts
+        on its first sound, as a trimmed recording does. Why: a model trained with leads of
+        0-150 ms (connected) or more missed twice as many of the held-out speaker's recordings
+        that start on their word (12.4 %) as of the same recordings after 300 ms of silence
+        (6.6 %).
     """
 
     pause_ms_range: tuple[float, float] = (50.0, 400.0)
@@ -163,6 +168,7 @@ class ComposeConfig:
     flush_ms_range: tuple[float, float] = (300.0, 600.0)
     repeat_probability: float = 0.0
     filler_probability: float = 0.0
+    start_on_word_probability: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("pause_ms_range", "leading_silence_ms_range", "trailing_silence_ms_range",
@@ -174,7 +180,8 @@ class ComposeConfig:
         if not -200.0 <= lo <= hi:
             raise InvalidInputError("connected_gap_ms_range must be (low, high) with -200 <= low <= high, "
                                     f"got {(lo, hi)}")
-        for name in ("connected_probability", "flush_probability", "repeat_probability", "filler_probability"):
+        for name in ("connected_probability", "flush_probability", "repeat_probability", "filler_probability",
+                     "start_on_word_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -292,6 +299,8 @@ def compose_pieces(
     trail = _ms_to_samples(rng.uniform(*config.trailing_silence_ms_range), sample_rate_hz)
     if flush:
         trail = 0
+    if config.start_on_word_probability > 0 and rng.random() < config.start_on_word_probability:
+        lead = 0
     gains = np.array([db_to_gain(rng.uniform(-gain_jitter_db, gain_jitter_db)) for _ in pieces], dtype=np.float32)
     waveform, token_ids, spans = place_pieces(pieces, gains, lead, gaps, trail)
     token_gains = np.concatenate([np.full(len(p.token_ids), g, np.float32) for p, g in zip(pieces, gains)])

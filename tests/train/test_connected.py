@@ -120,3 +120,15 @@ def test_the_restricted_loss_of_an_utterance_without_digits_rewards_blank():
     assert torch.isclose(loss, torch.tensor(T * np.log(V), dtype=torch.float32))  # -log P(all blank)
     loss.backward()
     assert (logits.grad[0, :, 0] < 0).all() and (logits.grad[0, :, 1:] > 0).all()
+
+
+def test_an_utterance_may_start_on_its_first_word():
+    source = [ClipSource("a", _fake_clips(speakers=("alice",)))]
+    compose = ComposeConfig(start_on_word_probability=1.0)
+    for seed in range(3):
+        _, u = make_utterance(np.random.default_rng(seed), source, compose=compose, augment=NO_AUGMENTATION)
+        assert u.spans_samples[0, 0] == 0
+    half = ComposeConfig(start_on_word_probability=0.5)
+    starts = [make_utterance(np.random.default_rng(s), source, compose=half, augment=NO_AUGMENTATION)[1]
+              .spans_samples[0, 0] for s in range(40)]
+    assert 10 <= sum(s == 0 for s in starts) <= 30 and min(s for s in starts if s) >= int(0.1 * SR)
