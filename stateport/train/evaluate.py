@@ -173,18 +173,21 @@ def _model_file(path: str, tmp: str) -> tuple[str, dict]:
 
 
 def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "george", suite: str = "all",
-                         flush_ms="auto", strings: int = 100, spoken: int = 50, sentences: int = 60,
-                         padded_strings: int = 100, log=print) -> dict:
+                         tail_padding_ms: float | None = None, strings: int = 100, spoken: int = 50,
+                         sentences: int = 60, padded_strings: int = 100, log=print) -> dict:
     """The evaluation that mirrors use (:mod:`stateport.train.real_speech`) for model files or
     checkpoints, and PocketSphinx on the same audio: ``{"results": {name: rows}, "tails": ..., ...}``.
 
-    flush_ms: the end-of-input flush to emulate per model ("auto": its tail measured on the dev
-    voices, :func:`~stateport.train.real_speech.measure_tail_ms`, rounded up to 20 ms; a number:
-    that for every model).
+    Each model is run as users run it, with the end-of-input flush of its card. A checkpoint is
+    exported with its parity proof and its tail measured (:func:`~stateport.train.real_speech.measure_tail`:
+    dev voices and the other FSDD speakers) and written into the card, as ``ship`` does; a model file whose card carries a measured tail is used as it is; one
+    whose card has none gets its tail measured the same way (used here, the file left untouched).
+    tail_padding_ms: a number overrides every model's tail (0: no flush, what a client without one does).
     """
-    import math
     import tempfile
 
+    from ..export.sources import sha256_file
+    from ..verify.tail import write_tail_padding
     from . import real_speech as rs
 
     sets = []
@@ -198,13 +201,19 @@ def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "geo
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             onnx, info = _model_file(path, tmp)
-            rec = rs.RuntimeDigits(onnx, name=str(path))
-            tail = rs.measure_tail_ms(rec, rs.dev_tail_sets())
-            rec.flush_ms = 20.0 * math.ceil(tail["max_ms"] / 20.0) if flush_ms == "auto" else float(flush_ms)
-            tails[rec.name] = tail | {"flush_ms": rec.flush_ms}
-            files[rec.name] = info
-            log(f"{rec.name}: tail on the dev voices {tail['max_ms']:.0f} ms (99th percentile "
-                f"{tail['p99_ms']:.0f} ms); end-of-input flush emulated: {rec.flush_ms:.0f} ms")
+            override, tail = tail_padding_ms, {}
+            if override is None and not rs.card_tail_is_measured(onnx):
+                m = rs.measure_tail(onnx, test_speaker=speaker)
+                tail = m.to_dict() | {"delays_ms": None}
+                if onnx != str(path):  # our own export of a checkpoint: the card gets it, as ship writes it
+                    write_tail_padding(onnx, m)
+                else:
+                    override = m.tail_padding_ms
+            rec = rs.RuntimeDigits(onnx, name=str(path), tail_padding_ms=override)
+            tails[rec.name] = tail | {"tail_padding_ms": rec.tail_padding_ms,
+                                      "basis": rec.recognizer.tail_padding_basis}
+            files[rec.name] = info | {"file_sha256": sha256_file(onnx)}  # the bytes measured, card included
+            log(f"{rec.name}: end-of-input flush {rec.tail_padding_ms:g} ms ({rec.recognizer.tail_padding_basis})")
             results[rec.name] = rs.run_sets(rec, sets, log=log)
         if peer:
             p = rs.PeerDigits()
@@ -226,8 +235,9 @@ def main(argv=None) -> None:
     ap.add_argument("--suite", default="all", choices=["all", "real", "padded"],
                     help="real: the sets that mirror use; padded: the original padded sets; all: both")
     ap.add_argument("--no-peer", action="store_true", help="skip PocketSphinx")
-    ap.add_argument("--flush-ms", default="auto",
-                    help="end-of-input flush to emulate in ms, or 'auto' (each model's tail on the dev voices)")
+    ap.add_argument("--tail-ms", type=float, default=None,
+                    help="override every model's end-of-input flush in ms (default: the card's; a checkpoint's, "
+                         "or a card without one, measured on the dev voices and the other FSDD speakers)")
     ap.add_argument("--speaker", default=None, help="held-out FSDD speaker (default george; --legacy: the recipe's)")
     ap.add_argument("--strings", type=int, default=100, help="connected strings per mode of the held-out speaker")
     ap.add_argument("--spoken", type=int, default=50, help="spoken strings per engine and rate")
@@ -239,15 +249,15 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.legacy:
         return _legacy_main(args)
-    flush = args.flush_ms if args.flush_ms == "auto" else float(args.flush_ms)
     result = evaluate_real_speech(args.models, peer=not args.no_peer, speaker=args.speaker or "george", suite=args.suite,
-                                  flush_ms=flush, strings=args.strings, spoken=args.spoken, sentences=args.sentences,
+                                  tail_padding_ms=args.tail_ms, strings=args.strings, spoken=args.spoken, sentences=args.sentences,
                                   padded_strings=args.padded_strings)
     print()
     print(result["table"])
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        from ..atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2))
 
 
 def _legacy_main(args) -> None:

@@ -20,8 +20,8 @@ on speakers and voices never trained on, and nothing is appended to a recording:
   ``/usr/share/sounds/alsa`` when present, never copied); coloured noise at three levels;
   digital silence and near-silence. Scored as false digits per minute.
 
-Every recogniser decodes the same audio: ours through the client runtime
-(:func:`stream_digits`, the one place audio is streamed), PocketSphinx
+Every recogniser decodes the same audio: ours through the client runtime as users run it
+(:class:`RuntimeDigits`: ``Recognizer.transcribe`` with the card's end-of-input flush), PocketSphinx
 (:mod:`stateport.train.peer`) as a peer.
 """
 
@@ -36,8 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import InvalidInputError
-from ..runtime.session import OnnxStepSession
-from ..runtime.streamer import Streamer
+from ..runtime.recognizer import Recognizer
 from .augment import change_tempo, colored_noise, db_to_gain
 from .clips import TRAIN_SAMPLE_RATE_HZ, resample
 from .data import ComposeConfig, compose_utterance, digits_to_token_ids
@@ -189,7 +188,7 @@ def silence_set(*, seconds: float = 10.0, seed: int = 0) -> EvalSet:
 
 def dev_tail_sets(*, count: int = 40, seed: int = 0) -> list[EvalSet]:
     """Recordings that end on their last word, in the *dev* espeak-ng voices (never the test ones):
-    trimmed single words and default-rate strings, for measuring a model's tail (:func:`measure_tail_ms`)."""
+    trimmed single words and default-rate strings, for measuring a model's tail (:func:`measure_tail`)."""
     from .strings import Voice
     from .synth import espeak_voice_roles, synthesize_digits
 
@@ -219,62 +218,69 @@ def real_speech_sets(speaker: str = "george", *, strings: int = 100, spoken: int
 # ------------------------------------------------------------------------------------ recognisers
 
 
-def stream_digits(streamer: Streamer, waveform: np.ndarray, sample_rate_hz: int, *, flush_samples: int = 0,
-                  read_samples: int | None = None) -> tuple[list[int], list[int]]:
-    """Stream one recording through the client runtime from a fresh state: (token ids, where each was emitted).
-
-    This is the one place the evaluation streams audio: ``read_samples`` per read (20 ms by
-    default), then the end of input. Emission positions are the model-rate samples the model
-    had heard when the token came out (``processed_samples`` after the read that produced it),
-    so ``position - len(audio)`` is how late after the recording's end a token came.
-
-    flush_samples: EMULATION of the runtime's certified end-of-input flush (the runtime is
-    gaining one: ``input_finished()`` will feed the model's declared tail as silence). Until
-    it does, that much digital silence is fed here through the runtime's own frontend, at the
-    input's rate, before ``input_finished()``. Only here; the data sets are never padded.
-    """
-    streamer.reset()
-    read = read_samples or max(1, int(round(READ_MS * sample_rate_hz / 1000)))
-    tokens, emitted = [], []
-
-    def note():
-        now = streamer.result().tokens
-        if len(now) > len(tokens):
-            emitted.extend([streamer.processed_samples] * (len(now) - len(tokens)))
-            tokens[:] = list(now)
-
-    for a in range(0, len(waveform), read):
-        streamer.accept_waveform(waveform[a:a + read], sample_rate_hz)
-        note()
-    silence = np.zeros(read, np.float32)
-    for a in range(0, flush_samples, read):
-        streamer.accept_waveform(silence[:min(read, flush_samples - a)], sample_rate_hz)
-        note()
-    streamer.input_finished()
-    note()
-    return list(streamer.result().tokens), emitted
-
-
 class RuntimeDigits:
-    """A stateport model file through the client runtime (one ONNX Runtime thread by default).
+    """A stateport model file through the client runtime, exactly as users run it.
 
-    flush_ms: the end-of-input flush to emulate (see :func:`stream_digits`).
+    Every recording goes through :meth:`stateport.runtime.recognizer.Recognizer.transcribe`
+    (a fresh stream, 20 ms reads at the recording's own rate, then ``input_finished()``, whose
+    certified end-of-input flush feeds the card's ``streaming.tail_padding_ms`` of silence) —
+    the one path the evaluation streams audio through; the data sets are never padded.
+
+    tail_padding_ms: None: the card's own tail (what ``stateport stream`` uses); a number
+    overrides it (e.g. a tail measured here for a file whose card has none).
     """
 
-    def __init__(self, model_path: str, *, name: str | None = None, threads: int = 1, flush_ms: float = 0.0):
+    def __init__(self, model_path: str, *, name: str | None = None, threads: int = 1,
+                 tail_padding_ms: float | None = None):
         self.model_path = str(model_path)
         self.name = name or Path(model_path).name
-        self.streamer = Streamer(OnnxStepSession(self.model_path, threads=threads))
-        self.flush_ms = float(flush_ms)
-        self.sample_rate_hz = self.streamer.sample_rate_hz
+        self.recognizer = Recognizer.from_file(self.model_path, threads=threads, tail_padding_ms=tail_padding_ms)
+        self.sample_rate_hz = self.recognizer.sample_rate_hz
+
+    @property
+    def tail_padding_ms(self) -> float:
+        return self.recognizer.tail_padding_ms
 
     def transcribe(self, waveform: np.ndarray, sample_rate_hz: int) -> list[int]:
-        tokens, _ = self.transcribe_timed(waveform, sample_rate_hz)
-        return tokens
+        read = max(1, int(round(READ_MS * sample_rate_hz / 1000)))
+        return list(self.recognizer.transcribe(waveform, sample_rate_hz, read_samples=read).tokens)
 
-    def transcribe_timed(self, waveform: np.ndarray, sample_rate_hz: int) -> tuple[list[int], list[int]]:
-        return stream_digits(self.streamer, waveform, sample_rate_hz,
-                             flush_samples=int(round(self.flush_ms * sample_rate_hz / 1000)))
+
+def card_tail_is_measured(model_path: str) -> bool:
+    """Whether the card's ``tail_padding_ms`` is an emission-delay measurement (not absent or a receptive field)."""
+    from ..runtime.model_file import read_card
+
+    st = read_card(model_path).streaming
+    return st.tail_padding_ms is not None and (st.tail_padding_basis or "").startswith("emission delay")
+
+
+TAIL_REAL_INDICES = range(45, 50)  # FSDD recordings of the non-test speakers the tail is measured on
+
+
+def tail_sets(test_speaker: str = "george") -> list[EvalSet]:
+    """Recordings that end on their last word, never of the test speaker or the test voices:
+    :func:`dev_tail_sets` (dev espeak-ng voices) and FSDD's trimmed recordings of every other
+    speaker (indices 45-49; synthetic voices alone under-measure a real speaker's delay)."""
+    from .fsdd import FSDD_SPEAKERS
+
+    return dev_tail_sets() + [trimmed_singles(s, indices=TAIL_REAL_INDICES) for s in FSDD_SPEAKERS if s != test_speaker]
+
+
+def measure_tail(model_path: str, sets: Sequence[EvalSet] | None = None, *, test_speaker: str = "george",
+                 allow_uncertified: bool = False):
+    """The end-of-input tail ``model_path`` needs, measured on recordings that end on their last word
+    (default :func:`tail_sets`) with :func:`stateport.verify.tail.measure_tail_padding`;
+    a :class:`~stateport.verify.tail.TailMeasurement`."""
+    from ..verify.tail import measure_tail_padding
+
+    if sets is None:
+        sets = tail_sets(test_speaker)
+        source = (f"espeak-ng dev voices, and FSDD speakers other than {test_speaker} at indices "
+                  f"{TAIL_REAL_INDICES.start}-{TAIL_REAL_INDICES.stop - 1}")
+    else:
+        source = "; ".join(s.name for s in sets)
+    recordings = [(w, s.sample_rate_hz) for s in sets for w, _ in s.items]
+    return measure_tail_padding(model_path, recordings, allow_uncertified=allow_uncertified, source=source)
 
 
 class PeerDigits:
@@ -331,31 +337,6 @@ def format_row(recogniser: str, row: dict) -> str:
     else:
         what = f"WER {100 * row['wer']:6.2f} %  string acc {100 * row['string_accuracy']:6.2f} %"
     return f"{recogniser:<28} {row['set']:<64} {what}  RTF {row['rtf']:.4f}"
-
-
-def measure_tail_ms(recogniser: RuntimeDigits, sets: Sequence[EvalSet], *, probe_ms: float = 1500.0) -> dict:
-    """How much trailing audio the model needs to say everything it heard, on ``sets``.
-
-    Each recording is followed by ``probe_ms`` of silence (through :func:`stream_digits`);
-    a token's lateness is where it came out minus the recording's end. Returns the largest
-    and the 99th percentile over the recordings' last tokens, in ms, and how many recordings
-    had a token come out after their end.
-    """
-    saved = recogniser.flush_ms
-    recogniser.flush_ms = probe_ms
-    late = []
-    try:
-        for s in sets:
-            ratio = recogniser.sample_rate_hz / s.sample_rate_hz
-            for wave, _ in s.items:
-                tokens, emitted = recogniser.transcribe_timed(wave, s.sample_rate_hz)
-                if emitted:
-                    late.append(1000.0 * (emitted[-1] - len(wave) * ratio) / recogniser.sample_rate_hz)
-    finally:
-        recogniser.flush_ms = saved
-    late_arr = np.maximum(np.asarray(late or [0.0]), 0.0)
-    return {"recordings": len(late), "after_end": int((np.asarray(late) > 0).sum()) if late else 0,
-            "max_ms": float(late_arr.max()), "p99_ms": float(np.percentile(late_arr, 99))}
 
 
 def markdown_table(results: dict) -> str:

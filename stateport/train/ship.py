@@ -7,15 +7,14 @@ the client runtime, PocketSphinx on the same audio, and the model's end-of-input
 ``clips/`` (demo recordings: digit strings composed from the held-out speaker's FSDD
 recordings with pauses, and "four one one seven" said at a natural rate without pauses, once
 by the held-out speaker's recordings butted together and once by a held-out synthetic voice;
-with their transcripts and attribution). Every file goes through a temporary file and a rename.
+with their transcripts and attribution). The model's end-of-input tail is measured on the dev
+voices and written into its card. Every file goes through a temporary file and a rename.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,29 +22,24 @@ import soundfile as sf
 import torch
 
 from ..assets import builtin_dir
+from ..atomic import atomic_copy, atomic_output, atomic_write_text
 from ..export import export_model
 from .augment import NO_AUGMENTATION
 from .data import ClipSource, ComposeConfig, compose_utterance, make_utterance
 from .evaluate import digits_text, evaluate_real_speech
+from ..verify.tail import write_tail_padding
 from .fsdd import FSDD_ATTRIBUTION, load_fsdd
+from .real_speech import measure_tail
 
 DEMO_CLIPS = 6
 CONNECTED_DEMO = (4, 1, 1, 7)  # "four one one seven", the issue's example
 CONNECTED_DEMO_VOICE = ("flite", "rms")  # a recorded-speaker voice no recipe here trains on
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp)`` then rename onto ``path``: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_wav(path: Path, wave: np.ndarray) -> None:
-    _write_atomic(path, lambda tmp: sf.write(tmp, wave, 16000, subtype="PCM_16", format="WAV"))
+    with atomic_output(path) as target:
+        sf.write(target.tmp, wave, 16000, subtype="PCM_16", format="WAV")
+        target.commit()
 
 
 def connected_demo_waves(speaker: str) -> dict:
@@ -86,7 +80,7 @@ def make_demo_clips(speaker: str, folder: Path, *, seed: int = 7) -> list[dict]:
         _write_wav(folder / name, connected[key])
         entries.append({"file": name, "text": text, "speaker": who,
                         "kind": "natural rate, no pauses, trimmed (needs the end-of-input flush)"})
-    _write_atomic(folder / "transcripts.json", lambda tmp: tmp.write_text(json.dumps(entries, indent=2)))
+    atomic_write_text(folder / "transcripts.json", json.dumps(entries, indent=2))
     attribution = (
         "The clips digits_*.wav and connected_{s}.wav are composed from recordings of the Free Spoken Digit "
         "Dataset (speaker {s!r}, indices 0-4; connected_{s}.wav butts four of them together without a pause)."
@@ -94,7 +88,7 @@ def make_demo_clips(speaker: str, folder: Path, *, seed: int = 7) -> list[dict]:
         "International (CC BY-SA 4.0).\n\nconnected_{v}.wav was synthesised with flite 2.2's {n} voice "
         "(Carnegie Mellon University; flite and its voices are free software under CMU's BSD-style licence).\n"
     ).format(s=speaker, a=FSDD_ATTRIBUTION, v=voice_name, n=CONNECTED_DEMO_VOICE[1])
-    _write_atomic(folder / "ATTRIBUTION.md", lambda tmp: tmp.write_text(attribution))
+    atomic_write_text(folder / "ATTRIBUTION.md", attribution)
     return entries
 
 
@@ -105,15 +99,19 @@ def ship(checkpoint: str, *, strings: int = 100, spoken: int = 50, sentences: in
     recipe = data.get("recipe", {})
     test_speaker = list(recipe["speakers"]["test"])[0]
     if Path(checkpoint).resolve() != (dest / "checkpoint.pt").resolve():
-        _write_atomic(dest / "checkpoint.pt", lambda tmp: shutil.copyfile(checkpoint, tmp))
+        atomic_copy(checkpoint, dest / "checkpoint.pt")
     result = export_model(dest / "model.onnx", arch=data["architecture"], checkpoint=str(dest / "checkpoint.pt"))
+    # The end-of-input tail, measured on recordings that end on their last word (dev voices and the
+    # other FSDD speakers, never the test speaker) and written into the card: every client's input_finished() flushes it.
+    tail = measure_tail(str(dest / "model.onnx"), test_speaker=test_speaker)
+    write_tail_padding(dest / "model.onnx", tail)
     evaluation = evaluate_real_speech([str(dest / "model.onnx")], peer=peer, speaker=test_speaker, strings=strings,
                                       spoken=spoken, sentences=sentences)
     ours, *others = evaluation["results"]
     metrics = {"held_out_speaker": test_speaker, "dev_speakers": list(recipe["speakers"]["dev"]),
                "train_speakers": list(recipe["speakers"]["train"]),
                "evaluation": evaluation["results"][ours],
-               "end_of_input_tail": evaluation["tails"][ours],
+               "end_of_input_tail": tail.to_dict(),
                "peers": {name: evaluation["results"][name] for name in others},
                "table": evaluation["table"],
                "parity_max_abs_diff": result.report.max_abs_diff,
@@ -121,7 +119,7 @@ def ship(checkpoint: str, *, strings: int = 100, spoken: int = 50, sentences: in
                "best_step": recipe.get("best_step"), "best_dev_wer": recipe.get("best_dev_wer"),
                "command": f"python -m stateport.train.ship {checkpoint}",
                "evaluate_command": "python -m stateport.train.evaluate stateport/assets/digits/model.onnx"}
-    _write_atomic(dest / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
+    atomic_write_text(dest / "metrics.json", json.dumps(metrics, indent=2))
     make_demo_clips(test_speaker, dest / "clips")
     return metrics
 

@@ -109,14 +109,14 @@ def test_the_demo_clips_include_four_one_one_seven_said_without_pauses():
 
 
 def test_four_one_one_seven_at_a_natural_rate_through_the_runtime_with_its_tail():
-    """The runtime with the model's end-of-input tail (metrics.json) fed as silence after each recording:
+    """The runtime as users run it (Recognizer.transcribe, 20 ms reads, the card's end-of-input flush):
     the issue's example, once from the held-out speaker's recordings butted together, once from a held-out voice."""
-    from stateport.train.real_speech import RuntimeDigits
+    from stateport.train.real_speech import RuntimeDigits, card_tail_is_measured
 
     metrics = json.loads((builtin_dir() / "metrics.json").read_text())
-    tail_ms = metrics["end_of_input_tail"]["flush_ms"]
-    assert tail_ms <= 400  # measured 280 ms on the dev voices; the previous model needed 380 ms
-    recogniser = RuntimeDigits(str(default_model_path()), flush_ms=tail_ms)
+    assert card_tail_is_measured(str(default_model_path()))
+    recogniser = RuntimeDigits(str(default_model_path()))
+    assert recogniser.tail_padding_ms == metrics["end_of_input_tail"]["tail_padding_ms"]
     for path, ref in _connected_clips():
         wave, rate = sf.read(path, dtype="float32")
         assert recogniser.transcribe(wave, rate) == [DIGIT_VOCABULARY.index(w) for w in ref.split()], path
@@ -126,10 +126,6 @@ def test_stateport_stream_prints_four_one_one_seven(capsys):
     """``stateport stream`` on the trimmed natural-rate recordings, as a user runs it."""
     from stateport.cli.main import main
 
-    if getattr(read_card(default_model_path()).streaming, "tail_padding_ms", None) is None:
-        pytest.skip("the shipped card declares no end-of-input tail yet (the runtime's certified flush, "
-                    "streaming.tail_padding_ms, is another change); without it a recording that ends on its "
-                    "last word loses that word")
     for path, ref in _connected_clips():
         assert main(["stream", path, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["text"] == ref, path
