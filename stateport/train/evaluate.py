@@ -174,7 +174,8 @@ def _model_file(path: str, tmp: str) -> tuple[str, dict]:
 
 def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "george", suite: str = "all",
                          tail_padding_ms: float | None = None, strings: int = 100, spoken: int = 50,
-                         sentences: int = 60, padded_strings: int = 100, log=print) -> dict:
+                         sentences: int = 60, padded_strings: int = 100, names: list | None = None,
+                         log=print) -> dict:
     """The evaluation that mirrors use (:mod:`stateport.train.real_speech`) for model files or
     checkpoints, and PocketSphinx on the same audio: ``{"results": {name: rows}, "tails": ..., ...}``.
 
@@ -183,6 +184,7 @@ def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "geo
     dev voices and the other FSDD speakers) and written into the card, as ``ship`` does; a model file whose card carries a measured tail is used as it is; one
     whose card has none gets its tail measured the same way (used here, the file left untouched).
     tail_padding_ms: a number overrides every model's tail (0: no flush, what a client without one does).
+    names: how the table names each model (default: its path as given).
     """
     import tempfile
 
@@ -199,7 +201,7 @@ def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "geo
         raise InvalidInputError(f"suite must be 'all', 'real' or 'padded', got {suite!r}")
     results, tails, files = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for path in models:
+        for k, path in enumerate(models):
             onnx, info = _model_file(path, tmp)
             override, tail = tail_padding_ms, {}
             if override is None and not rs.card_tail_is_measured(onnx):
@@ -209,7 +211,7 @@ def evaluate_real_speech(models: list, *, peer: bool = True, speaker: str = "geo
                     write_tail_padding(onnx, m)
                 else:
                     override = m.tail_padding_ms
-            rec = rs.RuntimeDigits(onnx, name=str(path), tail_padding_ms=override)
+            rec = rs.RuntimeDigits(onnx, name=names[k] if names else str(path), tail_padding_ms=override)
             tails[rec.name] = tail | {"tail_padding_ms": rec.tail_padding_ms,
                                       "basis": rec.recognizer.tail_padding_basis}
             files[rec.name] = info | {"file_sha256": sha256_file(onnx)}  # the bytes measured, card included

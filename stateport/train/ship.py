@@ -32,6 +32,7 @@ from .fsdd import FSDD_ATTRIBUTION, load_fsdd
 from .real_speech import measure_tail
 
 DEMO_CLIPS = 6
+SHIPPED_NAME = "stateport/assets/digits/model.onnx"  # how metrics.json names the shipped model (not this machine's path)
 CONNECTED_DEMO = (4, 1, 1, 7)  # "four one one seven", the example
 CONNECTED_DEMO_VOICE = ("flite", "rms")  # a recorded-speaker voice no recipe here trains on
 
@@ -106,7 +107,7 @@ def ship(checkpoint: str, *, strings: int = 100, spoken: int = 50, sentences: in
     tail = measure_tail(str(dest / "model.onnx"), test_speaker=test_speaker)
     write_tail_padding(dest / "model.onnx", tail)
     evaluation = evaluate_real_speech([str(dest / "model.onnx")], peer=peer, speaker=test_speaker, strings=strings,
-                                      spoken=spoken, sentences=sentences)
+                                      spoken=spoken, sentences=sentences, names=[SHIPPED_NAME])
     ours, *others = evaluation["results"]
     metrics = {"held_out_speaker": test_speaker, "dev_speakers": list(recipe["speakers"]["dev"]),
                "train_speakers": list(recipe["speakers"]["train"]),
@@ -118,7 +119,7 @@ def ship(checkpoint: str, *, strings: int = 100, spoken: int = 50, sentences: in
                "train_config": recipe.get("train_config"), "arch_config": data.get("config"),
                "best_step": recipe.get("best_step"), "best_dev_wer": recipe.get("best_dev_wer"),
                "command": f"python -m stateport.train.ship {checkpoint}",
-               "evaluate_command": "python -m stateport.train.evaluate stateport/assets/digits/model.onnx"}
+               "evaluate_command": f"python -m stateport.train.evaluate {SHIPPED_NAME}"}
     atomic_write_text(dest / "metrics.json", json.dumps(metrics, indent=2))
     make_demo_clips(test_speaker, dest / "clips")
     return metrics

@@ -3,6 +3,7 @@
 import json
 
 from stateport.cli.main import main
+from stateport.demo import demo_clips
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
@@ -23,11 +24,12 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert int8["parity_max_abs_diff"] == 0.0
     # The speed-up is fp32's RTF over the row's, measured in the same run (its value is a benchmark's business).
     assert fp32["speedup"] == 1.0 and int8["speedup"] == fp32["rtf"] / int8["rtf"]
+    clips = len(demo_clips())  # six composed with pauses, two "four one one seven" without (trimmed)
     for row in rows.values():
         assert 0 < row["rtf"] < 0.5 and row["latency_ms"]["p95"] > 0
-        assert len(row["transcripts"]) == 6
+        assert len(row["transcripts"]) == clips
     assert fp32["wer"] <= 0.25 and int8["wer"] <= 0.25  # measured 0.125 both: see the README on the built-in model
     assert report["model"]["state_ports"] == ["windows_frames_in", "encoder_h_in", "encoder_c_in"]
     # --json: stdout is the document alone; the steps went to stderr as progress, without library noise.
-    assert "1. export the built-in model" in captured.err and "4. stream 6 demo clips" in captured.err
+    assert "1. export the built-in model" in captured.err and f"4. stream {clips} demo clips" in captured.err
     assert "WARNING" not in captured.err and "pre-processing" not in captured.err
