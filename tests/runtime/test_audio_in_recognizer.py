@@ -125,7 +125,8 @@ def test_stream_cli_and_transcribe_file(audio_in_builtin, recognizers, clips, tm
     assert main(["stream", str(path), "--model", audio_in_builtin, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     expected = recognizers[1].transcribe(x, rate)
-    assert doc["text"] == expected.text and doc["tail_padding_ms"] == 410.0
+    assert doc["text"] == expected.text
+    assert doc["tail_padding_ms"] == read_card(default_model_path()).streaming.tail_padding_ms
     assert transcribe_file(path, audio_in_builtin).tokens == expected.tokens
 
 
@@ -150,7 +151,7 @@ def test_vad_endpoints_on_audio_in(recognizers):
 def test_the_audio_in_card_carries_the_measured_tail(audio_in_builtin, tmp_path):
     card, shipped = read_card(audio_in_builtin), read_card(default_model_path())
     st = card.streaming
-    assert st.tail_padding_ms == shipped.streaming.tail_padding_ms == 410.0
+    assert st.tail_padding_ms == shipped.streaming.tail_padding_ms and shipped.streaming.tail_padding_ms > 85.0
     assert st.tail_padding_basis.startswith(shipped.streaming.tail_padding_basis)
     assert "the same checkpoint" in st.tail_padding_basis and "in-graph frontend" in st.tail_padding_basis
     # The receptive field (a card without a measured tail) is the features-in model's: the same frames.
@@ -168,7 +169,7 @@ def test_a_tail_belongs_to_its_weights():
 
     shipped = read_card(default_model_path()).provenance
     weights = {"architecture": shipped.architecture, "checkpoint_sha256": shipped.checkpoint_sha256}
-    assert measured_tail(weights)[0] == 410.0  # the built-in checkpoint: the built-in model's tail
+    assert measured_tail(weights)[0] == read_card(default_model_path()).streaming.tail_padding_ms  # the built-in model's tail
     assert measured_tail({"architecture": "lstm-ctc", "checkpoint_sha256": None}) is None
     with pytest.raises(InvalidInputError, match="belongs to the weights"):
         measured_tail({"architecture": "lstm-ctc", "checkpoint_sha256": "0" * 64}, default_model_path())

@@ -46,7 +46,7 @@ def test_node_resamples_like_the_python_runtime(node_client, audio_in_builtin, p
 
 
 def test_node_flushes_trimmed_clips_like_the_python_runtime(node_client, audio_in_builtin, tmp_path):
-    """Clips cut at their last sample: the end-of-input flush (the card's 410 ms of silence, then the zeros
+    """Clips cut at their last sample: the end-of-input flush (the card's tail of silence, then the zeros
     that complete the graph's last step) decides the last word; Node's tokens == the Python Recognizer's
     on the same audio-in file == the features-in model's."""
     from stream_helpers import trimmed_clips
