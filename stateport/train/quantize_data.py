@@ -233,6 +233,7 @@ class DigitQatTask:
 
         from . import trainer as T
         from .augment import AugmentConfig
+        from .data import ComposeConfig
         from .fsdd import leave_one_speaker_out
 
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -240,15 +241,18 @@ class DigitQatTask:
         split = leave_one_speaker_out(self.test_speaker, dev_speaker=self.dev_speaker)
         sources, dev_sources = T._sources(tc, split)
         self._featurize = T._Featurizer(self.frontend, self.subsampling)
-        self._batches = T._batch_stream(tc, sources, self._featurize, AugmentConfig(**tc.augment))
+        self._timing = self._featurize.emission_timing(tc.emission_delay_ms)  # (frame shift, delay) in samples
+        self._batches = T._batch_stream(tc, sources, self._featurize, AugmentConfig(**tc.augment),
+                                        ComposeConfig(**tc.compose))
         self._dev = T._dev_set(tc, dev_sources) if rank == 0 else []
 
     def loss(self, model, step: int):
-        from .trainer import restricted_ctc_loss
+        from .trainer import batch_emission_mask, restricted_ctc_loss
 
         if self._batches is None:
             self._start()
-        feats, frames, targets, target_lengths, mask = next(self._batches)
+        feats, frames, targets, target_lengths, spans = next(self._batches)
+        mask = batch_emission_mask(spans, frames, *self._timing, feats.shape[1] // self._featurize.subsampling)
         (logits,) = model(feats)
         return restricted_ctc_loss(logits.log_softmax(-1), frames, targets, target_lengths, mask)
 

@@ -152,6 +152,15 @@ def restricted_ctc_loss(log_probs: torch.Tensor, frame_lengths: torch.Tensor, ta
     return loss / B
 
 
+def batch_emission_mask(spans: torch.Tensor, frames: torch.Tensor, shift_samples: int, delay_samples: int,
+                        output_frames: int) -> torch.Tensor:
+    """A batch's token spans (samples, int [B, U, 2]) -> the bool [B, U, output_frames] mask of
+    :func:`restricted_ctc_loss`: where each token may be emitted, ``delay_samples`` after its word at most.
+    Applied per step, not where batches are made: runs that differ only in the delay share a pool."""
+    return torch.from_numpy(emission_mask(spans_to_frame_spans(spans.numpy(), shift_samples, delay_samples=delay_samples,
+                                                               num_frames=frames.numpy()), output_frames))
+
+
 def greedy_tokens(logits: np.ndarray, length: int) -> list[int]:
     """Greedy CTC collapse of one utterance's logits [T, V] -> token ids (the runtime's decoder rule)."""
     return ctc_greedy(logits[:length], BLANK_ID)
@@ -365,11 +374,10 @@ def train(cfg: TrainConfig, out_path: str, *, progress: bool = True, log=print) 
         feats, frames, targets, target_lengths, spans = next(batches)
         # The emission window is applied here, not where batches are made: runs that differ
         # only in the delay share a pool (TrainConfig.pool_key).
-        token_mask = emission_mask(spans_to_frame_spans(spans.numpy(), shift, delay_samples=delay_samples,
-                                                        num_frames=frames.numpy()), feats.shape[1]
-                                   if prefix is not None else feats.shape[1] // featurize.subsampling)
+        token_mask = batch_emission_mask(spans, frames, shift, delay_samples,
+                                         feats.shape[1] if prefix is not None else feats.shape[1] // featurize.subsampling)
         feats, frames, targets, target_lengths = (t.to(device) for t in (feats, frames, targets, target_lengths))
-        mask = torch.from_numpy(token_mask).to(device)
+        mask = token_mask.to(device)
         (logits,) = model(feats) if prefix is None else model.head_forward(feats)
         loss = restricted_ctc_loss(logits.log_softmax(-1), frames, targets, target_lengths, mask)
         opt.zero_grad()
