@@ -60,7 +60,7 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
 
 def run(model: str, samples: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """The main output ``[T_out, ...]`` of ``samples`` offline (None for a ``--static`` export) and streamed."""
-    # --- README begin
+    # --- quoted in docs/onnxruntime-only.md: begin
     sess = ort.InferenceSession(model)
     card = json.loads(sess.get_modelmeta().custom_metadata_map["stateport"])
     st, fe, ports = card["streaming"], card["frontend"], card["ports"]
@@ -89,7 +89,7 @@ def run(model: str, samples: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]
         state = {s["name"]: v for s, v in zip(states, new_state)}
         chunks.append(y[0])
     streamed = np.concatenate(chunks)[:keep]
-    # --- README end
+    # --- quoted in docs/onnxruntime-only.md: end
     return offline, streamed
 
 

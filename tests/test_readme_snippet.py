@@ -1,4 +1,5 @@
-"""The README's ONNX-Runtime-only snippet: quoted verbatim from examples/onnxruntime_only.py, and right.
+"""The ONNX-Runtime-only snippet (docs/onnxruntime-only.md, linked from the README): quoted verbatim from
+examples/onnxruntime_only.py, and right.
 
 "Right" means streaming equals offline (within the parity proof's scaled tolerance) on the
 shipped built-in model and on tiny exports, including a ``--static`` one and a model whose chunk
@@ -37,15 +38,21 @@ def example():
 
 
 def quoted_block() -> str:
-    """The lines between the README markers of the example, dedented."""
+    """The lines between the example's quote markers, dedented."""
     text = EXAMPLE.read_text()
-    match = re.search(r"# --- README begin\n(.*?)\n[ ]*# --- README end", text, re.S)
-    assert match, "examples/onnxruntime_only.py lost its README markers"
+    match = re.search(r"# --- quoted in docs/onnxruntime-only.md: begin\n(.*?)\n[ ]*# --- quoted in docs/onnxruntime-only.md: end",
+                      text, re.S)
+    assert match, "examples/onnxruntime_only.py lost its quote markers"
     return textwrap.dedent(match.group(1))
 
 
+DOC = ROOT / "docs" / "onnxruntime-only.md"
+
+
 def readme_python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """The Python blocks of the page that quotes the example (the README links it)."""
+    assert "docs/onnxruntime-only.md" in (ROOT / "README.md").read_text(), "the README must link the snippet's page"
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
 
 
 def clip(example, index: int) -> np.ndarray:
@@ -64,7 +71,7 @@ def assert_parity(streamed: np.ndarray, offline: np.ndarray) -> None:
 def test_readme_quotes_the_example_verbatim():
     block = quoted_block()
     assert any(block.strip() in b for b in readme_python_blocks()), \
-        "README.md must quote the lines between the markers of examples/onnxruntime_only.py verbatim"
+        "docs/onnxruntime-only.md must quote the lines between the markers of examples/onnxruntime_only.py verbatim"
 
 
 @pytest.mark.parametrize("index", [3, 4])
