@@ -4,6 +4,8 @@
     python benchmarks/accuracy_table.py --model fp32.onnx --checkpoint ckpt.pt -o out   # an existing export
     python benchmarks/accuracy_table.py --model out/fp32.onnx --checkpoint ckpt.pt -o out --reuse \
         --sets stateport.train.real_speech:real_speech_sets      # more sets, on the files already made
+    python benchmarks/accuracy_table.py --checkpoint stateport/assets/digits/checkpoint.pt -o out \
+        --qat-recipe qat-int8-smoke --sets stateport.train.real_speech:accuracy_table_sets   # docs/quantization.md
 
 FP32 (exported from the checkpoint, parity-proved), FP16, dynamic int8, static int8 (state-loop
 calibration on the training speakers) and QAT int8 (fine-tuned from the checkpoint), each proved,
@@ -31,7 +33,8 @@ def main() -> None:
     p.add_argument("--qat-recipe", default="qat-int8", help="QAT preset (qat-int8-smoke for a quick run)")
     p.add_argument("--sets", action="append", default=[], metavar="MODULE:FUNCTION",
                    help="more evaluation sets: FUNCTION(speaker) returns a list of sets (name, items, "
-                        "sample_rate_hz[, kind]), e.g. stateport.train.real_speech:real_speech_sets")
+                        "sample_rate_hz[, kind]), e.g. stateport.train.real_speech:accuracy_table_sets (the "
+                        "real-speech subset of docs/quantization.md) or :real_speech_sets (all of them)")
     p.add_argument("--reuse", action="store_true", help="measure the recipes' files already in -o (made and "
                                                        "proved from this fp32 file) instead of making them again")
     p.add_argument("--json", action="store_true")

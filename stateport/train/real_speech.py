@@ -215,6 +215,29 @@ def real_speech_sets(speaker: str = "george", *, strings: int = 100, spoken: int
     return sets + [noise_set(seed=seed), silence_set(seed=seed)]
 
 
+def accuracy_table_sets(speaker: str = "george", *, strings: int = 40, spoken: int = 30, sentences: int = 30,
+                        seed: int = 0) -> list[EvalSet]:
+    """The real-speech sets the quantization accuracy table adds to its own (``--sets
+    stateport.train.real_speech:accuracy_table_sets``), a subset of :func:`real_speech_sets` sized
+    to stream through five precisions in one run on a shared CPU.
+
+    The table already holds ``speaker``'s trimmed singles and composed strings
+    (:func:`stateport.train.quantize_data.table_sets`), so this gives the rest: ``strings`` of the
+    speaker's connected strings per :data:`CONNECTED_MODES`, ``spoken`` strings by the held-out
+    espeak-ng voices at their default rate (the engine with the most held-out voices), ``sentences``
+    of digit-free speech by every held-out voice, ALSA's real digit-free speech when installed, noise
+    and silence.
+    """
+    sets = [connected_composed(speaker, mode, count=strings, seed=seed) for mode in CONNECTED_MODES]
+    voices = held_out_voices()
+    sets.append(spoken_connected("espeak-ng", voices["espeak-ng"], "default rate", count=spoken, seed=seed))
+    sets.append(other_speech(voices, count=sentences, seed=seed))
+    real = alsa_speech()
+    if real is not None:
+        sets.append(real)
+    return sets + [noise_set(seed=seed), silence_set(seed=seed)]
+
+
 # ------------------------------------------------------------------------------------ recognisers
 
 

@@ -53,8 +53,17 @@ def test_static_int8_runs_every_convolution_on_int8_kernels(embedding_int8):
     assert set(kernels["float_layers"]) == {"LSTM"}
     assert "DynamicQuantizeLSTM" in kernels["float_layers"]["LSTM"]["why"]
     assert q["float_nodes"] == []  # the first conv is quantized too (recipes.StaticInt8Config.float_input_layer)
-    # Fixed scales: streamed exactly like offline.
-    assert result.reports["stream_vs_offline"].max_abs_diff == 0.0
+    # Fixed scales: streamed like offline up to one step of an output's quantizer (a ~1e-7 difference of
+    # ONNX Runtime's float LSTM between chunk lengths flips a value on a rounding boundary: 0.0 with the
+    # shipped clips before issue 21's model as calibration, 0.0062 with today's, one step of the logits).
+    import onnx
+
+    from stateport.quantize.onnx_graph import output_quantization_step
+
+    proto = onnx.load(result.path)
+    step = max(output_quantization_step(proto, o.name) or 0.0 for o in read_card(result.path).outputs)
+    diff = result.reports["stream_vs_offline"].max_abs_diff
+    assert 0 < step and (diff == 0.0 or diff == pytest.approx(step, rel=1e-3)), (diff, step)  # none, or one whole step
 
 
 def test_static_int8_can_keep_the_first_layer_float(embedding_fp32, tmp_path):

@@ -55,3 +55,31 @@ def test_the_tail_is_measured_without_the_test_speaker():
     assert "FSDD speakers other than george" in m.basis and m.basis.startswith("emission delay on")
     assert m.tail_padding_ms >= m.max_delay_ms + m.margin_ms - 1e-6 and m.tail_padding_ms % 10 == 0
     assert np.isfinite(m.p99_delay_ms)
+
+
+@needs_full_fsdd
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("espeak-ng", "text2wave", "flite")),
+                    reason="the held-out voices need espeak-ng, festival (text2wave) and flite")
+def test_the_accuracy_tables_real_speech_sets_are_valid_eval_sets_and_repeatable():
+    from stateport.quantize.evaluate import NEGATIVE, as_eval_sets
+
+    sets = as_eval_sets(rs.accuracy_table_sets("george", strings=3, spoken=2, sentences=2))
+    names = [s.name for s in sets]
+    assert len(set(names)) == len(names)
+    # the table's own sets already hold george's trimmed singles; these are connected, spoken and digit-free
+    assert [s.group for s in sets[:4]] == ["connected"] * 3 + ["spoken"] and "trimmed" not in {s.group for s in sets}
+    assert all("george" in n for n in names[:3]) and names[3].startswith("espeak-ng") and "default rate" in names[3]
+    assert [len(s.items) for s in sets[:5]] == [3, 3, 3, 2, 2] and sets[4].kind == NEGATIVE
+    negatives = [s for s in sets if s.kind == NEGATIVE]
+    assert len(negatives) >= 4 and sum(s.seconds for s in negatives) > 60  # digit-free speech, noise, silence
+    for s in sets:
+        assert s.sample_rate_hz == 16000 and s.seconds > 0
+        for wave, ref in s.items:
+            assert wave.ndim == 1 and len(wave) and np.isfinite(wave).all()
+            if s.kind == NEGATIVE:
+                assert ref == ()
+            else:  # token ids are digit + 1 (0 is the blank); strings of 4-10 digits
+                assert 4 <= len(ref) <= 10 and all(1 <= t <= 10 for t in ref), (s.name, ref)
+    again = as_eval_sets(rs.accuracy_table_sets("george", strings=3, spoken=2, sentences=2))
+    for a, b in zip(sets, again):  # every precision is scored on the same audio
+        assert a.name == b.name and all(np.array_equal(x[0], y[0]) and x[1] == y[1] for x, y in zip(a.items, b.items))
