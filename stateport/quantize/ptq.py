@@ -85,6 +85,50 @@ def input_layer_nodes(proto, input_name: str, op_types) -> list[str]:
     return found
 
 
+def state_normalised_nodes(proto, input_name: str, state_inputs) -> set[str]:
+    """Names of the nodes downstream of a normaliser carried in state: a ``Sub``/``Div`` of the signal
+    by something a state input feeds (an online mean), not a buffer a state merely extends.
+
+    ONNX keeps graph nodes in topological order, so one forward pass carries each dependency.
+    """
+    from_state, from_input, normalised, names = set(state_inputs), {input_name}, set(), set()
+    # Index arithmetic (shapes, slice bounds) is not a normaliser: tensors computed only from shapes
+    # and constants are followed apart, and never carry the normalised mark.
+    constant = {t.name for t in proto.graph.initializer} - set(state_inputs)  # a state's default is not constant
+    shapes = set()
+    for node in proto.graph.node:
+        ins = [i for i in node.input if i]
+        if node.op_type in ("Shape", "Size", "Constant") or (ins and all(i in shapes or i in constant for i in ins)):
+            shapes.update(node.output)
+            continue
+        data = [i for i in ins if i not in shapes and i not in constant]
+        if any(i in normalised for i in data) or (
+                node.op_type in ("Sub", "Div") and len(data) == 2
+                and data[0] in from_input and data[1] in from_state):
+            names.add(node.name)
+            normalised.update(node.output)
+        if any(i in from_state for i in ins):
+            from_state.update(node.output)
+        if any(i in from_input for i in ins):
+            from_input.update(node.output)
+    return names
+
+
+def float_input_layer_nodes(proto, card: ModelCard, op_types, setting: bool | None) -> list[str]:
+    """The first-layer nodes ``static-int8`` leaves float (``StaticInt8Config.float_input_layer``).
+
+    ``None`` (auto): those whose features an online normaliser carried in state has scaled (their
+    range follows the speaker: measured to cost 8 WER points quantised), none otherwise.
+    """
+    if setting is False:
+        return []
+    first = input_layer_nodes(proto, card.inputs[0].name, op_types)
+    if setting:
+        return first
+    normalised = state_normalised_nodes(proto, card.inputs[0].name, [s.name for s in card.states])
+    return [n for n in first if n in normalised]
+
+
 def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config, streams: list):
     """QDQ static quantization calibrated by :class:`StateLoopReader` over ``streams`` of features.
 
@@ -104,7 +148,7 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
         src, removed = _stripped_copy(fp32_path, card, tmp)
         out = os.path.join(tmp, "q.onnx")
         layer_ops = [t for t in cfg.op_types if t in LAYER_OPS]
-        excluded = input_layer_nodes(fp32, card.inputs[0].name, layer_ops) if cfg.float_input_layer else []
+        excluded = float_input_layer_nodes(fp32, card, layer_ops, cfg.float_input_layer)
         quantize_static(src, out, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(cfg.op_types),
                         nodes_to_exclude=excluded, per_channel=cfg.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method,

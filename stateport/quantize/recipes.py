@@ -119,7 +119,9 @@ class StaticInt8Config:
         composed strings 2.96 % against 2.59 %, fp32 31.2 % and 3.33 %: one digit apart) and the
         step is faster with the whole embedding on int8 kernels (model alone 3.03x fp32's
         speed against 2.36x kept float, same run: the float conv adds a layout reorder and a
-        QuantizeLinear per step), for the same size (its 216 weights). So off by default.
+        QuantizeLinear per step), for the same size (its 216 weights). ``None`` (the default)
+        decides from the graph: float where the first layer's input passes through a
+        normaliser carried in state (an online mean, ``online_cmn_frames``), int8 otherwise.
     op_types: what ONNX Runtime's quantizer puts Q/DQ around. Conv/MatMul/Gemm become QLinearConv /
         QLinearMatMul; the activations and pools between convolutions are listed too so that
         the int8 tensor flows on: LeakyRelu -> QLinearLeakyRelu, MaxPool on int8, Relu/Clip
@@ -138,7 +140,7 @@ class StaticInt8Config:
     per_channel: bool = True
     activation_symmetric: bool = False
     method: str = "minmax"
-    float_input_layer: bool = False
+    float_input_layer: bool | None = None
     op_types: tuple = ("Conv", "MatMul", "Gemm", "LeakyRelu", "Relu", "Clip", "MaxPool")
     quantize_lstm: bool = True
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)

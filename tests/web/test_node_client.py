@@ -24,7 +24,10 @@ def test_node_tokens_equal_python_runtime(node_client, audio_in_builtin, python_
     assert [r["file"] for r in results] == CLIPS
     for r in results:
         assert r["tokens"] == python_tokens(r["file"]), r["file"]
-    assert sum(len(r["tokens"]) for r in results) == 32  # 6 clips of 4 to 7 digits
+    # Not trivially empty or runaway: as many tokens as the clips' transcripts have digits, within a quarter
+    with open(os.path.join(ASSETS, "clips", "transcripts.json")) as f:
+        spoken = sum(len(t["text"].split()) for t in json.load(f))
+    assert abs(sum(len(r["tokens"]) for r in results) - spoken) <= spoken / 4
 
 
 def test_node_resamples_like_the_python_runtime(node_client, audio_in_builtin, python_tokens, tmp_path):
