@@ -159,6 +159,10 @@ def quantize_static_int8(fp32_path: str, card: ModelCard, cfg: StaticInt8Config,
     restore_state_defaults(proto, removed)
     return proto, {"tool": _ort_tool(), "calibration_steps": reader.steps, "quantized_lstms": len(lstms),
                    "float_nodes": excluded,
+                   "float_nodes_why": ("the first layer on the feature path, kept float ("
+                                       + ("float_input_layer=True" if cfg.float_input_layer else
+                                          "its input is scaled by an online normaliser carried in state, so its "
+                                          "range follows the speaker") + ")") if excluded else None,
                    "state_ranges": {k: v.to_dict() for k, v in reader.state_ranges.items()},
                    "lstm_input_ranges": {k: [round(a, 6) for a in v] for k, v in reader.tensor_ranges.items()}}
 
