@@ -40,6 +40,21 @@ def embedding_int8(embedding_fp32, tmp_path_factory):
             for name, cfg in recipes.items()}
 
 
+
+def assert_streams_like_offline_up_to_one_step(result):
+    """Fixed scales: streamed like offline up to one step of an output's quantizer. A ~1e-7 difference of
+    ONNX Runtime's float LSTM between chunk lengths can flip a value on a rounding boundary, and whether one
+    does depends on the calibration data: 0.0 with the shipped clips before issue 21's model, 0.0062 with
+    today's (one step of the logits)."""
+    import onnx
+
+    from stateport.quantize.onnx_graph import output_quantization_step
+
+    proto = onnx.load(result.path)
+    step = max(output_quantization_step(proto, o.name) or 0.0 for o in read_card(result.path).outputs)
+    diff = result.reports["stream_vs_offline"].max_abs_diff
+    assert 0 < step and (diff == 0.0 or diff == pytest.approx(step, rel=1e-3)), (diff, step)  # none, or one whole step
+
 def test_static_int8_runs_every_convolution_on_int8_kernels(embedding_int8):
     result = embedding_int8["static-int8"]
     q = read_card(result.path).provenance.quantization
@@ -53,17 +68,7 @@ def test_static_int8_runs_every_convolution_on_int8_kernels(embedding_int8):
     assert set(kernels["float_layers"]) == {"LSTM"}
     assert "DynamicQuantizeLSTM" in kernels["float_layers"]["LSTM"]["why"]
     assert q["float_nodes"] == []  # the first conv is quantized too (recipes.StaticInt8Config.float_input_layer)
-    # Fixed scales: streamed like offline up to one step of an output's quantizer (a ~1e-7 difference of
-    # ONNX Runtime's float LSTM between chunk lengths flips a value on a rounding boundary: 0.0 with the
-    # shipped clips before issue 21's model as calibration, 0.0062 with today's, one step of the logits).
-    import onnx
-
-    from stateport.quantize.onnx_graph import output_quantization_step
-
-    proto = onnx.load(result.path)
-    step = max(output_quantization_step(proto, o.name) or 0.0 for o in read_card(result.path).outputs)
-    diff = result.reports["stream_vs_offline"].max_abs_diff
-    assert 0 < step and (diff == 0.0 or diff == pytest.approx(step, rel=1e-3)), (diff, step)  # none, or one whole step
+    assert_streams_like_offline_up_to_one_step(result)
 
 
 def test_static_int8_can_keep_the_first_layer_float(embedding_fp32, tmp_path):
@@ -151,4 +156,9 @@ def test_qat_int8_is_as_small_as_static_and_runs_the_convolutions_int8(builtin_f
     assert q["kernels"]["int8_kernels"]["QLinearLeakyRelu"] == EMBEDDING_CONVS - 1
     assert set(q["kernels"]["float_layers"]) == {"LSTM"}
     assert "windows.embedding" in q["qat"]["quantization_points"]
-    assert result.reports["stream_vs_offline"].max_abs_diff == 0.0
+    # Its logits leave the graph in float (no output quantizer), so a rounding-boundary flip inside (see
+    # assert_streams_like_offline_up_to_one_step) reaches them scaled: 0.0 with FSDD in ../shared, 0.0045 on
+    # a bare clone. The bound is the recipe's certified stream tolerance.
+    from stateport.quantize.recipes import INT8_STREAM_TOLERANCE
+
+    assert result.reports["stream_vs_offline"].max_abs_diff <= INT8_STREAM_TOLERANCE
