@@ -102,3 +102,22 @@ ALL_KINDS = {"lstm": LstmModel, "gru": GruModel, "lstmcell": LstmCellModel, "cau
 def build(kind: str, seed: int = 0) -> StreamingModule:
     torch.manual_seed(seed)
     return ALL_KINDS[kind]().eval()
+
+
+class Counters(nn.Module):
+    """State on ``self`` of two non-float kinds, for declare_step: a frame counter kept once for the whole
+    batch (batch-uniform int64) and a per-stream 'has been loud' latch (bool). Features [B, T, features]."""
+
+    def __init__(self, features: int = 8):
+        super().__init__()
+        self.register_buffer("frames", torch.zeros((), dtype=torch.long))
+        self.register_buffer("started", torch.zeros(1, dtype=torch.bool))
+        self.proj = nn.Linear(features, features)
+
+    def forward(self, x):
+        t = self.frames + torch.arange(x.shape[1])
+        on = self.started.unsqueeze(1) | ((x.abs().amax(-1) > 2.5).long().cumsum(1) > 0)
+        y = self.proj(x) + (t.to(x.dtype) / 1000).unsqueeze(-1) + on.unsqueeze(-1).to(x.dtype)
+        self.frames = self.frames + x.shape[1]
+        self.started = on[:, -1]
+        return y

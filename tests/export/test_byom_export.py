@@ -11,6 +11,7 @@ from stateport.errors import ParityError, UndeclaredStateError, UnsupportedError
 from stateport.export import verify_file
 from stateport.export.backends.onnx_file import export_onnx
 from stateport.nn import StateDecl, StreamingModule, declare_step
+from toy_models import Counters
 
 F = 8
 IN = ("x", ("batch", "T", F))
@@ -64,26 +65,8 @@ def test_value_frozen_by_tracing_is_refused_naming_the_line(tmp_path):
     assert "test_byom_export.py:" in str(e.value) and "start = int(offset[0].item())" in str(e.value)
 
 
-class Counters(nn.Module):
-    """A frame counter (int64, one for the batch) and a per-stream 'has been loud' latch (bool)."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("frames", torch.zeros((), dtype=torch.long))
-        self.register_buffer("started", torch.zeros(1, dtype=torch.bool))
-        self.proj = nn.Linear(F, F)
-
-    def forward(self, x):
-        t = self.frames + torch.arange(x.shape[1])
-        on = self.started.unsqueeze(1) | ((x.abs().amax(-1) > 2.5).long().cumsum(1) > 0)
-        y = self.proj(x) + (t.to(x.dtype) / 1000).unsqueeze(-1) + on.unsqueeze(-1).to(x.dtype)
-        self.frames = self.frames + x.shape[1]
-        self.started = on[:, -1]
-        return y
-
-
 def test_integer_and_bool_states_keep_their_dtype_in_the_card(tmp_path):
-    model = declare_step(Counters(), input=IN, outputs=["y"])
+    model = declare_step(Counters(F), input=IN, outputs=["y"])
     path, card, report = export_and_prove(model, tmp_path, seconds=5.0)
     assert report.passed, report.to_text()
     assert [(s.name, s.shape, s.dtype, s.batch_uniform) for s in card.states] == [

@@ -14,6 +14,7 @@ from stateport.nn import declare_step
 from stateport.runtime.events import RawOutput
 from stateport.runtime.recognizer import Recognizer
 from stateport.runtime.session import OnnxStepSession
+from toy_models import Counters
 
 F = 8
 IN = ("x", ("batch", "T", F))
@@ -42,24 +43,6 @@ class RightContextConv(nn.Module):
         y = self.conv(full.transpose(1, 2)).transpose(1, 2)
         end = full.shape[1] - self.R
         return y, full[:, end - 2:end]
-
-
-class Counters(nn.Module):
-    """A frame counter kept once for the whole batch (batch-uniform int64) and a per-stream latch (bool)."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("frames", torch.zeros((), dtype=torch.long))
-        self.register_buffer("started", torch.zeros(1, dtype=torch.bool))
-        self.proj = nn.Linear(F, F)
-
-    def forward(self, x):
-        t = self.frames + torch.arange(x.shape[1])
-        on = self.started.unsqueeze(1) | ((x.abs().amax(-1) > 2.5).long().cumsum(1) > 0)
-        y = self.proj(x) + (t.to(x.dtype) / 1000).unsqueeze(-1) + on.unsqueeze(-1).to(x.dtype)
-        self.frames = self.frames + x.shape[1]
-        self.started = on[:, -1]
-        return y
 
 
 def _export(tmp_path, name, module, **declare):
@@ -135,7 +118,7 @@ def test_lookahead_frames_are_fed_and_not_advanced(tmp_path):
 
 
 def test_batch_uniform_state_batches_only_equal_streams(tmp_path):
-    path, card = _export(tmp_path, "counters", Counters())
+    path, card = _export(tmp_path, "counters", Counters(F))
     frames_state = card.states[0]
     assert frames_state.batch_uniform and frames_state.dtype == "int64" and card.states[1].dtype == "bool"
     session = Counting(path, allow_uncertified=True)
