@@ -13,6 +13,11 @@ import tempfile
 import numpy as np
 import pytest
 
+# The built-in model's state input ports, in the card's order: the speech embedding's contexts (the last
+# input frames of each conv that reaches back in time) and whether they are the stream's yet, then the LSTM's.
+EMBEDDING_CTC_STATES = [*(f"windows_conv{i}_in" for i in range(0, 19, 2)), "windows_last_in", "windows_started_in",
+                        "encoder_h_in", "encoder_c_in"]
+
 # The recordings these tests name ship with the repository (tests/data/fsdd, with its attribution),
 # so they run on a clone with nothing beside it; they never read ../shared.
 FSDD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fsdd")

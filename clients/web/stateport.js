@@ -206,7 +206,7 @@ export function audioContract(card) {
     throw new Error(`${card.name}: expected the CTC output [batch, steps, vocabulary]`);
   }
   for (const s of states) {
-    if (!["float32", "int64"].includes(s.dtype)) throw new Error(`${card.name}: state ${s.name} has dtype ${s.dtype}`);
+    if (!["float32", "int64", "bool"].includes(s.dtype)) throw new Error(`${card.name}: state ${s.name} has dtype ${s.dtype}`);
     s.shape.forEach((d, axis) => {
       if (axis !== s.batch_axis && !Number.isInteger(d)) throw new Error(`${card.name}: state ${s.name} has a symbolic dim ${d}`);
     });
@@ -466,7 +466,8 @@ export class Recognizer {
     const shape = s.shape.map((d, axis) => (axis === s.batch_axis ? 1 : d));
     const size = shape.reduce((a, b) => a * b, 1);
     const data = s.dtype === "int64" ? new BigInt64Array(size).fill(BigInt(Math.round(s.init)))
-      : new Float32Array(size).fill(s.init);
+      : s.dtype === "bool" ? new Uint8Array(size).fill(s.init ? 1 : 0) // ONNX Runtime's JS bool tensors
+        : new Float32Array(size).fill(s.init);
     return new this.ort.Tensor(s.dtype, data, shape);
   }
 

@@ -240,7 +240,7 @@ class AudioInput(StreamingModule):
         for y in out[:n_out]:
             keep = y.shape[1] * ran.to(torch.int64)
             kept.append(y.index_select(1, torch.arange(keep)))
-        new_inner = [torch.where(ran, new, old) for new, old in zip(out[n_out:], inner_state)]
+        new_inner = [_choose(ran, new, old) for new, old in zip(out[n_out:], inner_state)]
 
         new_frontend = [new_samples, new_sample_count]
         if self.pending_frames:
@@ -278,3 +278,11 @@ class AudioInput(StreamingModule):
         dummy = torch.zeros(audio.shape[0], self.smallest_frames, self.num_features)
         out = self.model.step(dummy, *self.model.init_state(audio.shape[0]))
         return tuple(y[:, :0] for y in out[:len(self.output_names)])
+
+
+def _choose(condition: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``where(condition, new, old)``; for bool states in logical ops, since ONNX Runtime's CPU ``Where``
+    has no bool kernel (measured: the session refuses to load)."""
+    if new.dtype == torch.bool:
+        return (condition & new) | (~condition & old)
+    return torch.where(condition, new, old)

@@ -164,6 +164,10 @@ class StreamingLayer(nn.Module):
     def init_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         return tuple(d.new(batch) for d in self.state_decls())
 
+    def refresh(self) -> None:
+        """Recompute what the layer derives from its submodules' function (e.g. a state offset), after
+        their weights or quantizers changed. Nothing by default."""
+
     def step(self, x: torch.Tensor, *state: torch.Tensor):
         """Process one chunk; returns ``(y, *new_state)``."""
         raise NotImplementedError

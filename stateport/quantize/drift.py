@@ -239,7 +239,7 @@ def drift_soak(models: dict, out_dir: str, *, audio: SoakAudio, cfg: DriftConfig
                 continue
             per_state = {}
             for st in card.states:
-                d = np.abs(run["states"][k][st.name] - run["states"]["fp32"][st.name]).max(axis=1)
+                d = np.abs(np.subtract(run["states"][k][st.name], run["states"]["fp32"][st.name], dtype=np.float64)).max(axis=1)
                 windows = [float(d[i:i + steps_per_window].max()) for i in range(0, len(d), steps_per_window)]
                 per_state[st.output] = {"max": float(d.max()), "per_window_max": windows,
                                         "last_window_max": windows[-1], "first_window_max": windows[0],

@@ -139,7 +139,7 @@ def float_deviation(fp32_path: str, path: str, card: ModelCard, streams: list, *
             worst[p.name] = max(worst.get(p.name, 0.0), float(np.max(np.abs(ro[p.name] - co[p.name]))))
         for r_state, c_state in zip(rs, cs):
             for st in card.states:
-                d = float(np.max(np.abs(r_state[st.name] - c_state[st.name])))
+                d = float(np.max(np.abs(np.subtract(r_state[st.name], c_state[st.name], dtype=np.float64))))  # bool too
                 worst[st.output] = max(worst.get(st.output, 0.0), d)
         main = card.output.port or card.outputs[0].name
         agree += int(np.sum(ro[main].argmax(-1) == co[main].argmax(-1)))

@@ -65,7 +65,9 @@ def input_layer_nodes(proto, input_name: str, op_types) -> list[str]:
 
     A breadth-first walk from the feature input through elementwise/shape nodes; it stops at
     the first quantizable nodes it meets (they are returned) and at recurrent nodes (those
-    are quantized by their own pass, and what follows them no longer sees raw features).
+    are quantized by their own pass, and what follows them no longer sees raw features). It
+    does not follow a ``Shape``/``Size``: the input's dimensions are not its values (the
+    built-in model's batch size reaches every state's ``Where`` that way).
     """
     consumers: dict = {}
     for node in proto.graph.node:
@@ -80,7 +82,7 @@ def input_layer_nodes(proto, input_name: str, op_types) -> list[str]:
             seen.add(node.name)
             if node.op_type in op_types:
                 found.append(node.name)
-            elif node.op_type not in ("LSTM", "GRU", "RNN"):
+            elif node.op_type not in ("LSTM", "GRU", "RNN", "Shape", "Size"):
                 frontier.extend(node.output)
     return found
 

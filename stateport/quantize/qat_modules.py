@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.protocol import StreamingLayer
+
 INT8_MIN, INT8_MAX = -128, 127
 
 # While True, frozen twins call torch's fake-quantize ops (the ONNX exporter turns them into
@@ -273,11 +275,12 @@ class FloorActivationQuant(nn.Module):
             raise RuntimeError(f"activation range {high:.4g} is too wide for an int8 grid anchored at {self.floor}")
         return float(anchored[0]), int(anchored[1])
 
-    def forward(self, x):
+    def forward(self, x, observe: bool = True):
+        """``observe=False``: quantize with the current range without updating it (a repeat)."""
         if self.frozen and not _EXPORTING:
             return onnx_fake_quant(x, torch.tensor(self.scale, dtype=x.dtype),
                                    torch.tensor(float(self.zero_point), dtype=x.dtype))
-        if not self.frozen and self.observing:
+        if not self.frozen and self.observing and observe:
             self.observer(x.detach())
         scale, zero_point = (self.scale, self.zero_point) if self.frozen else self._qparams()
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, INT8_MIN, INT8_MAX)
@@ -326,23 +329,38 @@ class QatSpeechEmbedding(_speech_embedding_type()):
             return conv.weight
         return weight_fake_quant(conv.weight, None if self.weight_scales is None else self.weight_scales[i])
 
-    def _embed(self, windows):
+    # The pieces SpeechEmbedding composes (for whole windows and for streams), quantized.
+    def _input(self, x):
+        return x if self.float_input_layer else self.input_quant(x)
+
+    def _block(self, i, x):
         from ..zoo.speech_embedding import _POOL_AFTER, ACTIVATION_FLOOR, LEAKY_SLOPE
 
         F = nn.functional
-        x = windows.unsqueeze(1)  # [N, 1, time, freq]
-        if not self.float_input_layer:
-            x = self.input_quant(x)
-        for i, conv in enumerate(self.convs):
-            y = self.conv_quant[i](conv._conv_forward(x, self._weight(i, conv), conv.bias))
-            if i in _POOL_AFTER:
-                # Pooling first is exact (max commutes with the monotonic activation and quantizer) and
-                # keeps the pool on the conv's int8 output: ONNX Runtime's int8 MaxPool needs the same
-                # quantizer on both sides, hence the repeat (values already on the grid stay put).
-                y = self.conv_quant[i](F.max_pool2d(y, _POOL_AFTER[i]), observe=False)
-            x = self.block_quant[i](torch.clamp_min(F.leaky_relu(y, LEAKY_SLOPE), ACTIVATION_FLOOR))
-        y = self.last._conv_forward(x, self._weight(len(self.convs), self.last), self.last.bias)
-        return self.last_quant(y).flatten(1)
+        conv = self.convs[i]
+        y = self.conv_quant[i](conv._conv_forward(x, self._weight(i, conv), conv.bias))
+        if i in _POOL_AFTER:
+            # Pooling first is exact (max commutes with the monotonic activation and quantizer) and
+            # keeps the pool on the conv's int8 output: ONNX Runtime's int8 MaxPool needs the same
+            # quantizer on both sides, hence the repeat (values already on the grid stay put).
+            y = self.conv_quant[i](F.max_pool2d(y, _POOL_AFTER[i]), observe=False)
+        return self.block_quant[i](torch.clamp_min(F.leaky_relu(y, LEAKY_SLOPE), ACTIVATION_FLOOR))
+
+    def _last(self, x):
+        return self.last_quant(self.last._conv_forward(x, self._weight(len(self.convs), self.last), self.last.bias))
+
+    def _joined(self, i, x):
+        # A stream's context joined to the previous block's new output: both are on that block's grid, so
+        # quantizing again changes no value, and ONNX Runtime then sees DequantizeLinear -> Conv and runs
+        # QLinearConv (without it, the convs after a join stayed float: measured 10 of 20).
+        return self._input(x) if i == 0 else self.block_quant[i - 1](x, observe=False)
+
+    def steady_contexts(self, frame_value: float, *, pieces=None):
+        """Quantized once the ranges are frozen; before, the float model's (the observers must not see it)."""
+        if pieces is None and self.weight_scales is None:
+            base = _speech_embedding_type()
+            pieces = (lambda x: base._input(self, x), lambda i, x: base._block(self, i, x))
+        return super().steady_contexts(frame_value, pieces=pieces)
 
     def freeze(self) -> None:
         for m in [self.input_quant, self.last_quant, *self.conv_quant, *self.block_quant]:
@@ -397,6 +415,9 @@ def freeze(model: nn.Module) -> nn.Module:
     """Fix every scale/zero point as a constant: a deterministic, exportable QDQ model (eval mode)."""
     for m in qat_modules(model):
         m.freeze()
+    for m in model.modules():  # what streaming layers derive from their modules' function changed with it
+        if isinstance(m, StreamingLayer):
+            m.refresh()
     return model.eval()
 
 

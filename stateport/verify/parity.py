@@ -323,7 +323,8 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
     if not s.static:
         report.checks.append(_guarded(CheckResult(f"{candidate.name} stream, 3 streams batched",
                                                   f"{BATCH_CHECK_SECONDS:g} s each, nominal chunks", tolerance),
-                                      lambda c: _batched(c, reference, candidate, card, plans, seed)))
+                                      lambda c: _batched(c, reference, candidate, card, plans, seed,
+                                                         same_batch=not check_reference)))
     if s.lookahead_frames and not frame_wise:
         report.notes.append(f"look-ahead model: each step also took the next {s.lookahead_frames} frames; the last "
                             f"{s.lookahead_frames} frames serve only as look-ahead (compared: the frames before)")
@@ -372,8 +373,10 @@ def _lockstep(check: CheckResult, reference, candidate, x, lengths, card: ModelC
                                       max_scaled_diff=worst_scaled[name]))
 
 
-def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: dict, seed: int) -> None:
-    """Three different streams batched in one call equal each stream's own offline result."""
+def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: dict, seed: int,
+             same_batch: bool = False) -> None:
+    """Three different streams batched in one call equal each stream's own offline result; ``same_batch``:
+    the offline result of the three streams batched (a graph proved against itself, see prove_self)."""
     s = card.streaming
     frames = usable_frames(card, int(BATCH_CHECK_SECONDS * s.sample_rate_hz / s.frame_hop_samples))
     streams = [synthetic_inputs(card, frames, batch=1, seed=seed + 1 + i) for i in range(3)]
@@ -382,14 +385,23 @@ def _batched(check: CheckResult, reference, candidate, card: ModelCard, plans: d
     lengths = (_fill(lengths, frames - s.lookahead_frames, max(s.frame_multiple, 1)) if not s.frames_per_step == 0
                else [1] * frames)
     got, bounds, _ = run_stream(candidate, xb, lengths, card)
-    refs = [_offline_reference(reference, st, card) for st in streams]
-    ref = {p.name: np.concatenate([r[p.name] for r in refs], 0) for p in card.outputs}
+    if same_batch:
+        ref = _offline_reference(reference, xb, card)
+    else:
+        refs = [_offline_reference(reference, st, card) for st in streams]
+        ref = {p.name: np.concatenate([r[p.name] for r in refs], 0) for p in card.outputs}
     _compare_outputs(check, got, ref, card, bounds)
 
 
 def prove_self(path, card: ModelCard, *, label: str, level: str, seconds: float, tolerance: float):
     """An ONNX file that has no torch twin (a quantized artifact) against itself: streamed (every
-    chunking, batched) vs the same graph offline, at the ONNX Runtime level ``level``."""
+    chunking, batched) vs the same graph offline, at the ONNX Runtime level ``level``.
+
+    Its batched streams are compared with the same three streams run offline batched, not one by
+    one: a quantized graph's float kernels round differently at another batch size (ONNX Runtime's
+    LSTM by ~1e-7) and the next quantizer can turn that into a whole step (measured on the built-in
+    model's static-int8: one 0.10 step of a logit, in 1 of 3 x 62 output frames, argmax unchanged),
+    which says nothing about how the states were stacked, which is what the check proves."""
     from .runners import NamedRunner, OnnxRunner
 
     reference = NamedRunner(OnnxRunner(path, card, optimization=level), label)

@@ -96,13 +96,87 @@ class SpeechEmbedding(nn.Module):
             return self._embed(windows)
         return torch.cat([self._embed(part) for part in windows.split(WINDOWS_PER_CALL)])
 
+    # The network in three pieces, which a quantization twin overrides and both the window
+    # computation and the streaming one compose: the input, block i (conv, activation, pool), the last conv.
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp_min(nn.functional.leaky_relu(self.convs[i](x), LEAKY_SLOPE), ACTIVATION_FLOOR)
+        return nn.functional.max_pool2d(x, _POOL_AFTER[i]) if i in _POOL_AFTER else x
+
+    def _last(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(x)
+
+    def _joined(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Block ``i``'s input in a stream, its context joined to the new frames (the first block: the input)."""
+        return self._input(x) if i == 0 else x
+
     def _embed(self, windows: torch.Tensor) -> torch.Tensor:
-        x = windows.unsqueeze(1)  # [N, 1, time, freq]
-        for i, conv in enumerate(self.convs):
-            x = torch.clamp_min(nn.functional.leaky_relu(conv(x), LEAKY_SLOPE), ACTIVATION_FLOOR)
-            if i in _POOL_AFTER:
-                x = nn.functional.max_pool2d(x, _POOL_AFTER[i])
-        return self.last(x).flatten(1)
+        x = self._input(windows.unsqueeze(1))  # [N, 1, time, freq]
+        for i in range(len(self.convs)):
+            x = self._block(i, x)
+        return self._last(x).flatten(1)
+
+    # ------------------------------------------------------------------ streaming
+    # The network is fully convolutional over time: convs are valid (unpadded) in time and the
+    # three time pools of 2 make a stride of 8, so over a continuous stream of frames its output
+    # at every 8th frame is the embedding of the 76-frame window ending there, and the pools of
+    # consecutive windows line up. A stream therefore keeps, for each conv that reaches back in
+    # time, the last ``k - 1`` frames of its input ("context"), and computes only the new frames:
+    # an 8-frame hop costs about a sixth of a whole window (measured, docs/runtime.md).
+    def context_shapes(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """``(name, (channels, frames, freq bins))`` of each context a stream keeps, in order: the input
+        of every conv with a time kernel above 1 (``conv<i>``, and ``last``)."""
+        shapes, channels, freq = [], 1, MEL_BINS
+        for i, conv in enumerate([*self.convs, self.last]):
+            k_time = conv.kernel_size[0]
+            if k_time > 1:
+                shapes.append((f"conv{i}" if i < len(self.convs) else "last", (channels, k_time - 1, freq)))
+            channels = conv.out_channels
+            freq //= _POOL_AFTER.get(i, (1, 1))[1]
+        return shapes
+
+    def stream(self, frames: torch.Tensor, contexts) -> tuple[torch.Tensor, list]:
+        """Google log-mel ``[B, 8 k, 32]`` after the frames the ``contexts`` hold -> the embeddings ``[B, k, 96]``
+        of the ``k`` windows ending at each 8-frame group, and the new contexts. The first context is of
+        input frames ``[B, 1, 2, 32]``, before :meth:`_input`."""
+        contexts, new = iter(contexts), []
+        x = frames.unsqueeze(1)  # [B, 1, time, freq]
+        for i, conv in enumerate([*self.convs, self.last]):
+            k_time = conv.kernel_size[0]
+            if k_time > 1:
+                context = next(contexts)
+                # The new context from a Concat of its own (every chunk brings at least one frame, so
+                # the context's first frame is never kept): the conv's input then has the conv as its
+                # only consumer, which ONNX Runtime's int8 fusion (DequantizeLinear -> Conv ->
+                # QLinearConv) needs; slicing the conv's input left these convs in float (measured:
+                # 11 of 20), and the same Concat twice is merged by the exporter.
+                new.append(torch.cat([context[:, :, 1:], x], dim=2)[:, :, -(k_time - 1):])
+                x = self._joined(i, torch.cat([context, x], dim=2))
+            elif i == 0:
+                x = self._input(x)
+            x = self._block(i, x) if i < len(self.convs) else self._last(x)
+        return x.squeeze(3).transpose(1, 2), new  # [B, 96, k, 1] -> [B, k, 96]
+
+    @torch.no_grad()
+    def steady_contexts(self, frame_value: float, *, pieces=None) -> list[torch.Tensor]:
+        """The contexts ``[1, channels, frames, freq]`` after a whole window of frames all equal to
+        ``frame_value`` (Google scale): constant over time at every layer, since the convs are valid in
+        time (the first is ``frame_value`` itself). ``pieces``: ``(input, block)`` functions to compute
+        them with instead of this module's."""
+        input_fn, block_fn = pieces or (self._input, self._block)
+        w = self.last.weight
+        x = torch.full((1, 1, WINDOW_FRAMES, MEL_BINS), float(frame_value), dtype=w.dtype, device=w.device)
+        out = []
+        for i, conv in enumerate([*self.convs, self.last]):
+            if conv.kernel_size[0] > 1:
+                out.append(x[:, :, :conv.kernel_size[0] - 1].contiguous())
+            if i == 0:
+                x = input_fn(x)
+            if i < len(self.convs):
+                x = block_fn(i, x)
+        return out
 
     def load_pretrained(self, path: str = WEIGHTS_PATH) -> "SpeechEmbedding":
         """Copy the shipped pretrained weights in (``weights.npz``: conv<i>.weight/.bias, last.weight)."""

@@ -2,6 +2,8 @@
 
 import json
 
+from stream_helpers import EMBEDDING_CTC_STATES
+
 from stateport.cli.main import main
 from stateport.demo import demo_clips
 
@@ -29,7 +31,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
         assert 0 < row["rtf"] < 0.5 and row["latency_ms"]["p95"] > 0
         assert len(row["transcripts"]) == clips
     assert fp32["wer"] <= 0.25 and int8["wer"] <= 0.25  # measured 0.125 both: see the README on the built-in model
-    assert report["model"]["state_ports"] == ["windows_frames_in", "encoder_h_in", "encoder_c_in"]
+    assert report["model"]["state_ports"] == EMBEDDING_CTC_STATES
     # --json: stdout is the document alone; the steps went to stderr as progress, without library noise.
     assert "1. export the built-in model" in captured.err and f"4. stream {clips} demo clips" in captured.err
     assert "WARNING" not in captured.err and "pre-processing" not in captured.err

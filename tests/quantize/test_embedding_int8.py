@@ -15,8 +15,11 @@ from stateport.runtime.model_file import read_card
 
 PROOF_SECONDS = 5.0
 EMBEDDING_CONVS = 20  # 19 conv blocks + the last conv
-# Measured on embedding-ctc tiny: static 0.30, dynamic 0.28, qat-int8-smoke 0.29 (the built-in model: 0.30, 0.28, 0.30).
-MAX_SIZE_RATIO = 0.35
+CONTEXT_JOINS = 10  # conv blocks whose output a stream's context is joined to (before convs 2, 4, ..., 18 and the last)
+# Measured on embedding-ctc tiny: static 0.376 (the built-in model: 0.337). The weights are a quarter; the rest is
+# the graph's own nodes and the streaming embedding's quiet contexts (37 KB, float), a larger share of a tiny model.
+# (Before the embedding streamed incrementally: static 0.30, dynamic 0.28, qat-int8-smoke 0.29.)
+MAX_SIZE_RATIO = 0.40
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +64,10 @@ def test_static_int8_runs_every_convolution_on_int8_kernels(embedding_int8):
     assert result.passed and result.sizes["ratio"] < MAX_SIZE_RATIO
     kernels = q["kernels"]
     assert kernels["ort_graph_optimization"] == "all"
-    # Every conv is a QLinearConv, every LeakyRelu between them int8 (its clamp folded into the quantizer).
+    # Every conv is a QLinearConv; the LeakyRelus int8 (clamp folded into the quantizer) but those whose output a
+    # stream's context is joined to (10 of 19), which ONNX Runtime 1.32 leaves float between their Q/DQ pairs.
     assert kernels["int8_kernels"]["QLinearConv"] == EMBEDDING_CONVS
-    assert kernels["int8_kernels"]["QLinearLeakyRelu"] == EMBEDDING_CONVS - 1
+    assert kernels["int8_kernels"]["QLinearLeakyRelu"] >= EMBEDDING_CONVS - 1 - CONTEXT_JOINS
     # What stays float is the LSTM (no static int8 LSTM kernel in ONNX Runtime), and the card says why.
     assert set(kernels["float_layers"]) == {"LSTM"}
     assert "DynamicQuantizeLSTM" in kernels["float_layers"]["LSTM"]["why"]
@@ -153,7 +157,7 @@ def test_qat_int8_is_as_small_as_static_and_runs_the_convolutions_int8(builtin_f
     assert result.passed and q["export_check"]["min_argmax_agreement"] >= 0.98
     assert result.sizes["bytes"] <= static.sizes["bytes"] and result.sizes["ratio"] < MAX_SIZE_RATIO
     assert q["kernels"]["int8_kernels"]["QLinearConv"] == EMBEDDING_CONVS
-    assert q["kernels"]["int8_kernels"]["QLinearLeakyRelu"] == EMBEDDING_CONVS - 1
+    assert q["kernels"]["int8_kernels"]["QLinearLeakyRelu"] >= EMBEDDING_CONVS - 1 - CONTEXT_JOINS
     assert set(q["kernels"]["float_layers"]) == {"LSTM"}
     assert "windows.embedding" in q["qat"]["quantization_points"]
     # Its logits leave the graph in float (no output quantizer), so a rounding-boundary flip inside (see

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from corpus import needs_full_fsdd
+from stream_helpers import EMBEDDING_CTC_STATES
 
 from stateport.assets import builtin_dir, default_model_path
 from stateport.demo import demo_clips, stream_clip
@@ -32,7 +33,8 @@ def test_shipped_files_and_card():
     assert card.certificate["passed"] and card.certificate["seconds"] >= 60
     assert card.provenance.checkpoint_sha256 == sha256_file(folder / "checkpoint.pt")
     assert card.provenance.architecture == "embedding-ctc"
-    assert [s.name for s in card.states] == ["windows_frames_in", "encoder_h_in", "encoder_c_in"]
+    # The embedding's contexts (one per conv that reaches back in time), then the LSTM's.
+    assert [s.name for s in card.states] == EMBEDDING_CTC_STATES
     assert all(s.reset_on_end_of_speech for s in card.states)
     assert card.frontend["mel_filters"] == "slaney"
     assert (folder / "model.onnx").stat().st_size < 5_000_000

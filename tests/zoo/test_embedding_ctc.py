@@ -17,7 +17,7 @@ from stateport.errors import InvalidInputError
 from stateport.export import export_model
 from stateport.runtime.frontend import compute_features
 from stateport.zoo import get_architecture
-from stateport.zoo.embedding_ctc import BUFFER_FRAMES, HOP_FRAMES, LOG_MEL_FLOOR, QUIET_FRAME
+from stateport.zoo.embedding_ctc import HOP_FRAMES, LOG_MEL_FLOOR, QUIET_FRAME
 from stateport.zoo.speech_embedding import (SpeechEmbedding, frontend_config, google_log_mel,
                                             weights_from_onnx)
 
@@ -142,14 +142,76 @@ def test_input_noise_acts_in_training_only():
     assert (c - a).abs().max() > 1e-3 and (c - d).abs().max() > 1e-3  # fresh noise every call
 
 
-def test_state_is_the_left_context_of_the_windows():
+def test_state_is_the_embeddings_contexts():
+    """One state per conv that reaches back in time (its last 2 input frames) and a flag: the input frames start
+    quiet (the card's init); the deeper contexts are taken from the graph's quiet ones until the flag is set."""
     model = get_architecture("embedding-ctc").build("tiny")
     decls = {d.name: d for d in model.state_decls()}
-    frames = decls["windows_frames"]
-    assert frames.shape[1:] == (BUFFER_FRAMES, 32) and frames.init == pytest.approx(QUIET_FRAME)
+    windows = {name: d for name, d in decls.items() if name.startswith("windows_")}
+    assert list(windows) == [f"windows_conv{i}" for i in range(0, 19, 2)] + ["windows_last", "windows_started"]
+    assert windows["windows_conv0"].shape == ("batch", 1, 2, 32)
+    assert windows["windows_conv0"].init == pytest.approx(float(google_log_mel(torch.tensor(QUIET_FRAME))))
+    assert windows["windows_last"].shape == ("batch", 96, 2, 1)
+    assert windows["windows_started"].dtype == torch.bool and windows["windows_started"].shape == ("batch", 1)
+    contexts = [d for name, d in windows.items() if name != "windows_started"]
+    assert sum(np.prod(d.shape[1:]) for d in contexts) == 9472  # 37 KB a stream
     assert model.streaming.subsampling == model.streaming.frame_multiple == HOP_FRAMES
     with pytest.raises(InvalidInputError, match="multiple of 8"):
         get_architecture("embedding-ctc").build(config={"hidden_size": 8, "num_layers": 1, "frames_per_step": 12})
+
+
+@pytest.mark.parametrize("twin", ["float", "qat"])
+def test_incremental_embeddings_equal_whole_windows(twin):
+    """Streaming the embedding (contexts carried, ragged chunks of 8 k frames) gives the embeddings of the whole
+    76-frame windows ending at every 8th frame, the first ones reaching back into quiet frames; the same for the
+    quantization twin, which overrides the pieces the two computations share."""
+    from stateport.quantize.qat_modules import freeze, make_qat_model
+
+    model = get_architecture("embedding-ctc").build("tiny").eval()
+    if twin == "qat":
+        model, _ = make_qat_model(model)
+        model.train()
+        with torch.no_grad():
+            model.windows.embedding(torch.randn(12, 76, 32) * 1.5 + 4.5)  # the observers see one batch
+            freeze(model)
+        model.eval()
+    windows = model.windows
+    x = torch.randn(2, 8 * 25, 32) * 2.0 + 1.0  # log-mel-like, some frames under the floor
+    x[:, :30] = -20.0  # digital silence at the start: floored to the quiet frame
+    with torch.no_grad():
+        reference = windows.step_windows(x)
+        state, parts, at = windows.init_state(2), [], 0
+        for n in (8, 16, 8, 40, 24, 104):
+            y, *state = windows.step(x[:, at:at + n], *state)
+            parts.append(y)
+            at += n
+    streamed = torch.cat(parts, dim=1)
+    assert streamed.shape == reference.shape == (2, 25, 96)
+    scale = float(reference.abs().max())
+    assert scale > 10  # not a comparison of near-zero numbers
+    # Measured 6.9e-5 at values up to 53 (float32: the convolutions add in another order).
+    assert float((streamed - reference).abs().max()) < 1e-5 * scale
+    assert bool(state[-1].all())  # started: the deeper contexts are the stream's own now
+    # After quiet frames the contexts are the graph's quiet ones: stepping from either gives the same.
+    with torch.no_grad():
+        _, *after_quiet = windows.step(torch.full((1, 16, 32), QUIET_FRAME), *windows.init_state(1))
+        y_fresh, *_ = windows.step(x[:1, :16], *windows.init_state(1))
+        y_quiet, *_ = windows.step(x[:1, :16], *after_quiet)
+    assert float((y_fresh - y_quiet).abs().max()) < 1e-5 * scale
+
+
+def test_quiet_contexts_follow_loaded_weights():
+    """The quiet contexts are a function of the frozen weights, recomputed when a state dict is loaded
+    (not saved with it)."""
+    a = get_architecture("embedding-ctc").build("tiny", seed=1)
+    b = get_architecture("embedding-ctc").build(config={"hidden_size": 32, "num_layers": 1, "pretrained": False},
+                                                seed=2)
+    assert not any(k.startswith("windows.quiet_context") for k in a.state_dict())
+    differs = [float((p - q).abs().max()) for p, q in zip(a.windows.quiet_contexts(), b.windows.quiet_contexts())]
+    assert max(differs) > 1e-3  # random weights: other quiet contexts
+    b.load_state_dict(a.state_dict())
+    for p, q in zip(a.windows.quiet_contexts(), b.windows.quiet_contexts()):
+        assert torch.equal(p, q)
 
 
 @pytest.mark.parametrize("arch", COVERED_ARCHITECTURES)
