@@ -4,9 +4,9 @@
                                             [--models lstm-ctc builtin] [--precisions fp32 int8] [--json]
 
 For each model (lstm-ctc default with random weights; the built-in digit model) and precision
-(fp32; int8 from ``stateport quantize --recipe static-int8``), one ONNX Runtime thread, and N
-streams of ``--seconds`` of different speech each (FSDD digits with pauses when
-../shared/data/fsdd is there, else noise):
+(fp32; int8 from ``stateport quantize --recipe static-int8``, calibrated on the speech the package
+ships), one ONNX Runtime thread, and N streams of ``--seconds`` of different speech each (FSDD
+digits with pauses when ../shared/data/fsdd is there, else noise):
 
 - one at a time: every stream is created, given its audio, finished and decoded with
   ``decode_stream`` until it is done, one after the other;
@@ -53,6 +53,7 @@ def make_models(work: str, names: list, precisions: list) -> dict:
         import logging
 
         from stateport.quantize import quantize_model
+        from stateport.quantize.calibration import shipped_speech
 
         logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime's quantizer advises on the root logger
         for name in names:
@@ -60,7 +61,7 @@ def make_models(work: str, names: list, precisions: list) -> dict:
             checkpoint = str(builtin_dir() / "checkpoint.pt") if name == "builtin" else None
             try:
                 quantize_model(paths[(name, "fp32")], out, recipe="static-int8", checkpoint=checkpoint,
-                               log=lambda *_: None)
+                               calib=shipped_speech(), log=lambda *_: None)
             except Exception as e:  # a failed proof still leaves a file to time; say so
                 print(f"note: quantizing {name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
             if os.path.exists(out):
