@@ -34,10 +34,10 @@ from ..nn import StateDecl, StreamingLayer, StreamingLSTM, StreamingModule
 from ..spec import BATCH_DIM
 from .common import BLANK_ID, DIGIT_VOCABULARY, FeatureNorm, InputNoise
 from .registry import register
-from .speech_embedding import (EMBEDDING_DIM, MEL_BINS, WINDOW_FRAMES, SpeechEmbedding, frontend_config,
-                               google_log_mel)
+# HOP_FRAMES: one embedding per 80 ms, as the model was trained (the network's time stride)
+from .speech_embedding import (EMBEDDING_DIM, HOP_FRAMES, MEL_BINS, WINDOW_FRAMES, SpeechEmbedding,
+                               frontend_config, google_log_mel)
 
-HOP_FRAMES = 8  # one embedding per 80 ms, as the model was trained
 BUFFER_FRAMES = WINDOW_FRAMES - HOP_FRAMES
 # The lowest log-mel value the embedding is shown: natural-log mel power 10 (int16-scaled
 # samples), 3 on Google's scale. Why: Google's frontend floors each input 80 dB below its

@@ -56,6 +56,7 @@ _CONVS = [(3, 3, 24), (1, 3, 24), (3, 1, 24),
           (1, 3, 96), (3, 1, 96), (1, 3, 96), (3, 1, 96),
           (1, 3, 96), (3, 1, 96), (1, 3, 96), (3, 1, 96)]
 _POOL_AFTER = {2: (2, 2), 6: (1, 2), 10: (2, 2), 14: (1, 2), 18: (2, 2)}
+HOP_FRAMES = math.prod(t for t, _ in _POOL_AFTER.values())  # the network's time stride: one embedding per 8 frames
 
 WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "speech_embedding",
                             "weights.npz")
@@ -143,20 +144,23 @@ class SpeechEmbedding(nn.Module):
         input frames ``[B, 1, 2, 32]``, before :meth:`_input`."""
         contexts, new = iter(contexts), []
         x = frames.unsqueeze(1)  # [B, 1, time, freq]
+        fewest = HOP_FRAMES  # the fewest new frames a block sees: a chunk is a multiple of the stride
         for i, conv in enumerate([*self.convs, self.last]):
             k_time = conv.kernel_size[0]
             if k_time > 1:
                 context = next(contexts)
-                # The new context from a Concat of its own (every chunk brings at least one frame, so
-                # the context's first frame is never kept): the conv's input then has the conv as its
-                # only consumer, which ONNX Runtime's int8 fusion (DequantizeLinear -> Conv ->
-                # QLinearConv) needs; slicing the conv's input left these convs in float (measured:
-                # 11 of 20), and the same Concat twice is merged by the exporter.
-                new.append(torch.cat([context[:, :, 1:], x], dim=2)[:, :, -(k_time - 1):])
+                # The new context is sliced from the new frames where a chunk always brings enough
+                # of them, else from a Concat of its own; never from the conv's input, whose only
+                # consumer must be the conv for ONNX Runtime's int8 fusion (DequantizeLinear -> Conv
+                # -> QLinearConv; slicing it left these convs float: measured 11 of 20). (The same
+                # Concat twice would be merged by the exporter; the context's first frame is never kept.)
+                joined_new = x if fewest >= k_time - 1 else torch.cat([context[:, :, 1:], x], dim=2)
+                new.append(joined_new[:, :, -(k_time - 1):])
                 x = self._joined(i, torch.cat([context, x], dim=2))
             elif i == 0:
                 x = self._input(x)
             x = self._block(i, x) if i < len(self.convs) else self._last(x)
+            fewest //= _POOL_AFTER.get(i, (1, 1))[0]
         return x.squeeze(3).transpose(1, 2), new  # [B, 96, k, 1] -> [B, k, 96]
 
     @torch.no_grad()
