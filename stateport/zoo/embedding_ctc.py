@@ -124,10 +124,11 @@ class EmbeddingWindows(StreamingLayer):
         """The same embeddings computed window by window from a fresh state (the definition the
         incremental :meth:`step` is tested against): every 8 frames, the whole last 76 frames,
         the first windows reaching back into quiet frames."""
-        seq = torch.cat([torch.full((x.shape[0], BUFFER_FRAMES, MEL_BINS), QUIET_FRAME, dtype=x.dtype),
-                         x.clamp_min(LOG_MEL_FLOOR)], dim=1)
+        quiet = torch.full((x.shape[0], BUFFER_FRAMES, MEL_BINS), QUIET_FRAME, dtype=x.dtype, device=x.device)
+        seq = torch.cat([quiet, x.clamp_min(LOG_MEL_FLOOR)], dim=1)
         count = x.shape[1] // HOP_FRAMES
-        index = (torch.arange(count)[:, None] * HOP_FRAMES + torch.arange(WINDOW_FRAMES)[None, :])
+        index = (torch.arange(count, device=x.device)[:, None] * HOP_FRAMES
+                 + torch.arange(WINDOW_FRAMES, device=x.device)[None, :])
         windows = seq[:, index]  # [B, k, 76, F]
         emb = self.embedding(google_log_mel(windows.reshape(-1, WINDOW_FRAMES, MEL_BINS)))
         return emb.reshape(x.shape[0], count, EMBEDDING_DIM)
@@ -138,7 +139,8 @@ class EmbeddingWindows(StreamingLayer):
           sizes={"tiny": {"hidden_size": 32, "num_layers": 1},
                  "default": {"hidden_size": 128, "num_layers": 2}})
 class EmbeddingCtc(StreamingModule):
-    """x [B, T, 32] log-mel -> logits [B, T / 8, V]. State: ``windows_*`` (the embedding's contexts), ``encoder_h``/``encoder_c``.
+    """x [B, T, 32] log-mel -> logits [B, T / 8, V]. State: ``windows_*`` (the embedding's contexts),
+    ``encoder_h``/``encoder_c``.
 
     Only the head trains (``frozen_prefix`` lets a trainer compute the embeddings once).
     """
