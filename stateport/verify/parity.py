@@ -251,6 +251,10 @@ def prove_parity(reference, candidate, card: ModelCard, *, seconds: float = DEFA
 
     Check names use the runners' ``name``: a quantized graph proved against itself offline reads
     ``onnxruntime[static-int8] stream [ragged] vs static-int8 offline``.
+
+    ``check_reference=False`` says the reference is the candidate's own graph (:func:`prove_self`):
+    the reference's own streaming is not checked, and the batched streams are compared with the
+    same streams run offline batched rather than one by one (why: see :func:`prove_self`).
     """
     check_proof_options(seconds, tolerance)
     ref = getattr(reference, "name", "torch")
