@@ -10,11 +10,10 @@ import sys
 import threading
 import time
 
-import onnx
 import pytest
 
 from stateport.cli.main import main
-from stateport.runtime.model_file import read_card
+from stateport.runtime.model_file import card_from_metadata, load_onnx_model, read_card
 
 CLI = [sys.executable, "-m", "stateport.cli.main"]
 
@@ -23,12 +22,24 @@ def _leftovers(folder) -> list:
     return sorted(f for f in os.listdir(folder) if "stateport-tmp" in f or "stateport-old" in f)
 
 
+def snapshot(path):
+    """The graph and the card of one read of ``path``.
+
+    Reading the path twice (once for the card, once for the graph) can straddle another writer's
+    ``os.replace`` and pair one file's card with the next file's graph: a race in the reader, not a
+    lie in any file. One read is one file."""
+    proto = load_onnx_model(path)
+    return proto, card_from_metadata({p.key: p.value for p in proto.metadata_props}, repr(str(path)))
+
+
 def card_matches_graph(path) -> bool:
     """The card's ports are the graph's, in order, and a quantized card's op histogram is the graph's."""
+    return _matches(*snapshot(path))
+
+
+def _matches(proto, card) -> bool:
     from stateport.quantize.onnx_graph import op_histogram
 
-    proto = onnx.load(str(path))
-    card = read_card(path)
     same_ports = ([i.name for i in proto.graph.input] == card.input_names
                   and [o.name for o in proto.graph.output] == card.output_names)
     q = card.provenance.quantization
@@ -51,10 +62,10 @@ class Watcher:
         while not self.stop.is_set():
             try:
                 if os.path.exists(self.path):
-                    card = read_card(self.path)
+                    proto, card = snapshot(self.path)
                     self.seen += 1
                     if not card.certificate or card.certificate.get("passed") is not True \
-                            or not card_matches_graph(self.path):
+                            or not _matches(proto, card):
                         self.bad.append(card.provenance.architecture)
             except FileNotFoundError:
                 pass  # replaced between exists() and the read: the next read sees the new one
