@@ -186,6 +186,23 @@ def float64_nodes(proto) -> list[str]:
     return [n.name for n in g.node if wide & (set(n.input) | set(n.output))]
 
 
+def state_broadcast_nodes(proto, state_names) -> list[str]:
+    """Names of the nodes that broadcast a state input to the batch (export's ``FlatStep``: an Expand).
+
+    A state input declares the batch dim ``batch``, like the audio, but its default initializer
+    holds one stream, so offline with the defaults it is 1 while the audio's is N. ONNX Runtime
+    assumes one symbolic name is one size, and plans buffer reuse by it. In fp32 the state input
+    is only read (an input's buffer is never reused), but the fp16 converter puts a Cast between
+    it and the Expand, and ONNX Runtime then reused that [2, 1, 128] Cast output for the LSTM's
+    [2, N, 128] state output: offline runs of N > 1 streams failed ("Shape mismatch attempting to
+    re-use buffer"; measured on the built-in model, batch 3). Kept in float32, the Expand reads
+    the input itself and the Cast comes after it, where the batch is N. An Expand does no
+    arithmetic: nothing of float16's character is lost.
+    """
+    states = set(state_names)
+    return [n.name for n in proto.graph.node if n.op_type == "Expand" and n.input and n.input[0] in states]
+
+
 def convert_fp16(fp32_path: str, card: ModelCard, cfg: Fp16Config):
     """float16 weights and compute; float32 graph inputs/outputs when ``keep_io_float32``."""
     import onnx
@@ -201,7 +218,8 @@ def convert_fp16(fp32_path: str, card: ModelCard, cfg: Fp16Config):
     removed = strip_state_defaults(proto, [s.name for s in card.states])
     proto = float16.convert_float_to_float16(proto, keep_io_types=cfg.keep_io_float32,
                                              op_block_list=list(cfg.op_block_list) or None,
-                                             node_block_list=float64_nodes(proto) or None,
+                                             node_block_list=(float64_nodes(proto) + state_broadcast_nodes(
+                                                 proto, [st.name for st in card.states])) or None,
                                              disable_shape_infer=False)
     restore_state_defaults(proto, removed)
     import onnxconverter_common

@@ -166,3 +166,32 @@ def test_qat_int8_is_as_small_as_static_and_runs_the_convolutions_int8(builtin_f
     from stateport.quantize.recipes import INT8_STREAM_TOLERANCE
 
     assert result.reports["stream_vs_offline"].max_abs_diff <= INT8_STREAM_TOLERANCE
+
+
+def test_fp16_of_the_streaming_embedding_runs_a_batch_offline_from_the_state_defaults(embedding_fp32, tmp_path):
+    """Measured before the fix: the fp16 proof failed its 3-streams-batched check, ONNX Runtime refusing the
+    offline batch ("Shape mismatch attempting to re-use buffer. {2,1,128} != {2,3,128}" at the LSTM's state
+    Concat). The state inputs' defaults hold one stream and the converter's Cast of them sat before their
+    broadcast to the batch (see stateport.quantize.ptq.state_broadcast_nodes)."""
+    import onnx
+    import onnxruntime as ort
+
+    from stateport.quantize import quantize_model
+
+    out = tmp_path / "fp16.onnx"
+    result = quantize_model(embedding_fp32, out, recipe="fp16", seconds=PROOF_SECONDS, log=lambda *_: None)
+    assert result.passed and read_card(out).certificate["passed"]
+    proto = onnx.load(str(out))
+    states = {s.name for s in read_card(out).states}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    broadcasts = [n for n in proto.graph.node if n.op_type == "Expand" and n.input[0] in states]
+    assert len(broadcasts) == len(states)  # each state's broadcast reads the float32 input itself, no Cast first
+    assert not any(producers.get(n.input[0]) for n in broadcasts)
+    # Offline, 3 streams, only the features fed: the defaults serve the whole batch.
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # the card's level
+    session = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    features = np.random.default_rng(0).standard_normal((3, 32, 32)).astype(np.float32)
+    logits = session.run(["logits"], {"features": features})[0]
+    one_by_one = [session.run(["logits"], {"features": features[k:k + 1]})[0] for k in range(3)]
+    assert np.abs(logits - np.concatenate(one_by_one)).max() < 1e-2
