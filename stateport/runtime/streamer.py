@@ -40,8 +40,10 @@ __all__ = ["Streamer", "StreamerOptions", "DECODERS"]
 @dataclass(frozen=True)
 class StreamerOptions(RecognizerOptions):
     """:class:`~.recognizer.RecognizerOptions` with the streamer's bounded buffer: ``overflow`` "raise"
-    (a capture callback that outruns the model hears BufferOverflowError) unless set otherwise."""
+    (a capture callback that outruns the model by ``buffer_seconds``, 30 s, hears BufferOverflowError)
+    unless set otherwise."""
 
+    buffer_seconds: float = 30.0
     overflow: str = "raise"
 
 
