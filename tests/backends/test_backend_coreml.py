@@ -68,3 +68,37 @@ def test_running_core_ml_here_is_a_clear_unsupported_error(lstm_package):
     path, result = lstm_package
     with pytest.raises(UnsupportedError, match="macOS"):
         coreml.make_runner(path, result.card)
+
+
+@pytest.mark.parametrize("state_mode", ["io", "coreml"])
+def test_a_bool_state_crosses_as_float_zero_or_one(state_mode, tmp_path):
+    """Core ML has no bool arrays. Measured before the fix: the built-in model's ``windows_started`` (bool)
+    was converted to a FLOAT32 port while its card said bool, so the spec check failed the export."""
+    import torch
+
+    from stateport.export.backends import coreml
+    from stateport.export.backends.common import flat_step
+    from stateport.export.sources import build_model
+
+    model, prov = build_model(arch="embedding-ctc", size="tiny")
+    path = tmp_path / f"emb_{state_mode}.mlpackage"
+    options = {"state": "coreml"} if state_mode == "coreml" else {}
+    result = export_torch_model(model, path, backend="coreml", provenance=prov, seconds=2.0, backend_options=options)
+    assert result.report.passed, result.report.to_text()
+    started = next(s for s in result.card.states if s.name == "windows_started_in")
+    assert started.dtype == ("float16" if state_mode == "coreml" else "float32") and started.init == 0.0
+    assert "0 or 1" in started.description and coreml.read_card(path).states[-3].dtype == started.dtype
+    if state_mode == "io":
+        assert {p["name"]: p["dtype"] for p in coreml.describe(path)["inputs"]}["windows_started_in"] == "FLOAT32"
+        # What coremltools converted: the step with the flag as float 0/1 gives the bool step's outputs.
+        card, n_in = result.card, len(result.card.inputs)
+        bools = [k for k, s in enumerate(model.state_decls()) if s.dtype == torch.bool]
+        wrapped = coreml._BoolStatesAsFloat.build(flat_step(model, card), n_in, len(card.outputs), bools)
+        x = torch.randn(1, 16, 32)
+        state = model.init_state(1)
+        with torch.no_grad():
+            for _ in range(2):
+                want = flat_step(model, card)(x, *state)
+                got = wrapped(x, *(s.float() if s.dtype == torch.bool else s for s in state))
+                assert all(torch.equal(w.float(), g.float()) for w, g in zip(want, got))
+                state = list(want[len(card.outputs):])

@@ -11,6 +11,10 @@ Two ways to carry the state:
   so the card's states say ``float16`` and the batch is 1. The card records this mode in
   ``provenance.backend = "coreml-state"``.
 
+Core ML has no bool tensors (an ML Program's inputs, outputs and states are float or int
+arrays): a bool state crosses the boundary as float32 (``state="io"``) or float16 (``"coreml"``)
+0/1, cast to bool inside the graph and back, and the artifact's card says so.
+
 The card is the user-defined metadata entry ``"stateport"`` of the model.
 
 What is checked on Linux: Core ML cannot predict outside macOS, so the parity proof cannot run
@@ -62,17 +66,40 @@ class _StatefulStep:
                 self.model = model
                 self.state_names = [s.state_name for s in card.states]
                 self.num_outputs = len(card.outputs)
+                self.state_dtypes = []  # the model's own (a bool state is kept fp16 0/1, like every state)
                 for s, t in zip(card.states, model.init_state(1)):
                     self.register_buffer(s.state_name, t.to(torch.float16))
+                    self.state_dtypes.append(t.dtype)
 
             def forward(self, *inputs):
-                state = [getattr(self, n).to(torch.float32) for n in self.state_names]
+                state = [getattr(self, n).to(d) for n, d in zip(self.state_names, self.state_dtypes)]
                 outs = self.model.step(*inputs, *state)
                 for n, new in zip(self.state_names, outs[self.num_outputs:]):
                     getattr(self, n)[:] = new.to(torch.float16)
                 return tuple(outs[: self.num_outputs])
 
         return StatefulStep().eval()
+
+
+class _BoolStatesAsFloat:
+    """The flat step with its bool states crossing the boundary as float32 0/1 (Core ML has no bool arrays)."""
+
+    @staticmethod
+    def build(flat, n_inputs: int, n_outputs: int, bool_states: list):
+        import torch
+        from torch import nn
+
+        class Step(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.flat = flat
+
+            def forward(self, *args):
+                args = [a != 0 if i - n_inputs in bool_states else a for i, a in enumerate(args)]
+                outs = self.flat(*args)
+                return tuple(o.to(torch.float32) if i - n_outputs in bool_states else o for i, o in enumerate(outs))
+
+        return Step().eval()
 
 
 def _flexible(shape: list, card_dims: list):
@@ -107,6 +134,11 @@ def convert(model, settings: ExportSettings) -> Artifact:
         notes.append("coreml: Core ML states have a fixed shape: exported with batch 1 (the time axis stays "
                      "flexible)")
     model, card = prepare(model, settings, backend="coreml-state" if stateful else "coreml", exporter=_versions())
+    bool_states = [k for k, s in enumerate(card.states) if s.dtype == "bool"]
+    for k in bool_states:
+        s = card.states[k]
+        s.dtype, s.init = "float32", float(bool(s.init))
+        s.description = f"0 or 1 (Core ML has no bool arrays; the graph casts). {s.description}".strip()
     if stateful:
         for s in card.states:
             s.dtype = "float16"
@@ -123,7 +155,11 @@ def convert(model, settings: ExportSettings) -> Artifact:
             if stateful:
                 traced = torch.jit.trace(_StatefulStep.build(model, card), args[:n_in])
             else:
-                traced = torch.jit.trace(flat_step(model, card), args)
+                step = flat_step(model, card)
+                if bool_states:
+                    step = _BoolStatesAsFloat.build(step, n_in, len(card.outputs), bool_states)
+                    args = (*args[:n_in], *(a.float() if k in bool_states else a for k, a in enumerate(args[n_in:])))
+                traced = torch.jit.trace(step, args)
             inputs = [ct.TensorType(name=p.name, shape=_flexible(list(a.shape), p.shape),
                                     dtype=_NP_DTYPES.get(p.dtype, np.float32))
                       for p, a in zip(card.inputs, args)]
