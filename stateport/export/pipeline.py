@@ -29,7 +29,7 @@ from ..verify import (DEFAULT_SECONDS, DEFAULT_TOLERANCE, ParityReport, check_pr
                       prove_parity, prove_self, unproven_certificate)
 from ..verify.report import merge_reports
 from ..verify.runners import TorchRunner, one_torch_thread
-from .backends.common import ExportSettings
+from .backends.common import ExportSettings, contiguous_tensors
 from .backends.registry import BACKENDS, Backend, backend_for_path, get_backend
 from .sources import build_model, measured_tail, rebuild_reference
 
@@ -184,7 +184,16 @@ def export_torch_model(model, out: str | os.PathLike, *, provenance: dict | None
 
 def _export_graph(model, path: str, spec: Backend, settings: ExportSettings, *, verify: bool, seconds: float,
                   tolerance: float) -> ExportResult:
-    """Convert one graph, write it to ``path`` (a temporary), prove it there, write the certificate."""
+    """Convert one graph, write it to ``path`` (a temporary), prove it there, write the certificate.
+
+    The model's tensors stay contiguous until the last save: a converter's program may hold the
+    module's own parameters (torch.export does) and serialize them only when saved."""
+    with contiguous_tensors(model):
+        return _convert_prove_save(model, path, spec, settings, verify=verify, seconds=seconds, tolerance=tolerance)
+
+
+def _convert_prove_save(model, path: str, spec: Backend, settings: ExportSettings, *, verify: bool, seconds: float,
+                        tolerance: float) -> ExportResult:
     artifact = spec.impl("export").convert(model, settings)
     card = artifact.card
     if not verify:
