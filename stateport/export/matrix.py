@@ -99,11 +99,15 @@ def run_cell(arch: str, backend: str, *, size: str, seconds: float, out_dir: str
             cell.reason = f"not installed ({spec.install_hint})"
             return cell
         model, provenance = build_model(arch=arch, size=size, seed=seed)
-        model, notes = _graph_for_matrix(model, arch)
-        if notes:
-            provenance = {**provenance, "graph": "encoder"}
-        cell.notes.extend(notes)
-        path = os.path.join(out_dir, f"{arch}-{backend}{spec.suffix}")
+        if spec.layout_of is None:
+            model, notes = _graph_for_matrix(model, arch)
+            if notes:
+                provenance = {**provenance, "graph": "encoder"}
+            cell.notes.extend(notes)
+        # A runtime's folder layout (sherpa-onnx) takes the whole model and writes a folder: its cell is
+        # that runtime's model, every graph of it (measured before: every sherpa-onnx cell was an error,
+        # the matrix having named a .onnx file).
+        path = os.path.join(out_dir, f"{arch}-{backend}" + ("" if spec.layout_of else spec.suffix))
         try:
             result = export_torch_model(model, path, backend=backend, provenance=provenance, seconds=seconds)
             report = result.report

@@ -1,6 +1,7 @@
 """``stateport matrix``: architecture x backend cells; one failing cell never stops the others."""
 
 import json
+import os
 
 from stateport.cli.main import main
 from stateport.export.backends import get_backend
@@ -38,6 +39,17 @@ def test_multi_graph_architecture_is_proven_on_its_encoder(tmp_path):
     cell = run_cell("rnnt", "onnx", size="tiny", seconds=2.0, out_dir=str(tmp_path))
     assert cell.status == "pass", cell
     assert any("encoder graph only" in n for n in cell.notes)
+
+
+def test_a_folder_layout_cell_exports_the_whole_model_into_a_folder(tmp_path):
+    """Measured before: every sherpa-onnx cell was an error (the matrix named a .onnx file for a folder)."""
+    cell = run_cell("lstm-transducer", "sherpa-onnx", size="tiny", seconds=2.0, out_dir=str(tmp_path))
+    assert cell.status == "pass", cell
+    assert not any("encoder graph only" in n for n in cell.notes)  # the transducer whole: sherpa-onnx runs all three
+    assert sorted(os.listdir(tmp_path / "lstm-transducer-sherpa-onnx")) == [
+        "decoder.onnx", "encoder.onnx", "joiner.onnx", "tokens.txt"]
+    refused = run_cell("lstm-ctc", "sherpa-onnx", size="tiny", seconds=2.0, out_dir=str(tmp_path))
+    assert refused.status == "error" and "features sherpa-onnx does not compute" in refused.reason
 
 
 def test_markdown_layout():
