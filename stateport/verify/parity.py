@@ -67,11 +67,12 @@ def chunk_plan(card: ModelCard, total_frames: int, seed: int = 0) -> dict:
         return audio_chunk_plan(card, total_frames, seed)
     if s.frames_per_step == 0:
         return {"1-frame": [1] * total_frames}
-    if s.static:
-        return {"nominal": [s.frames_per_step] * (total_frames // s.frames_per_step)}
     # Plans count the frames each step advances; a look-ahead model's step also takes the next
     # lookahead_frames (see _slice), so the plans cover all but those last frames.
     total_frames -= s.lookahead_frames
+    if s.static:  # every step takes exactly frames_per_step frames, look-ahead included
+        advance = s.frames_per_step - s.lookahead_frames
+        return {"nominal": [advance] * (total_frames // advance)}
     if s.chunk_exact:
         return {"nominal": _fill([s.frames_per_step - s.lookahead_frames], total_frames, 1)}
     smallest = max(s.frame_multiple, s.min_frames - s.lookahead_frames)  # min_frames counts the look-ahead
@@ -113,12 +114,16 @@ def _fill(pattern: list, total: int, multiple: int) -> list:
 def usable_frames(card: ModelCard, frames: int) -> int:
     """Trim a frame count so every chunking can cover it (multiples, static chunk size)."""
     s = card.streaming
-    unit = s.frames_per_step if s.static else max(s.frame_multiple, 1)
-    frames = max(unit, frames - frames % max(unit, 1))
-    if not s.static and s.lookahead_frames and unit > 1:
+    advance = s.frames_per_step - s.lookahead_frames
+    if s.static:
+        # Whole static steps: each advances ``advance`` frames and reads the look-ahead after them
+        # (measured before: a static look-ahead graph was fed its chunk plus the look-ahead again).
+        return s.lookahead_frames + max((frames - s.lookahead_frames) // advance, 1) * advance
+    unit = max(s.frame_multiple, 1)
+    frames = max(unit, frames - frames % unit)
+    if s.lookahead_frames and unit > 1:
         # The steps advance over whole multiples; the look-ahead frames come after them.
         frames = s.lookahead_frames + max((frames - s.lookahead_frames) // unit, 1) * unit
-    advance = s.frames_per_step - s.lookahead_frames
     if s.chunk_exact and advance > unit and (frames - s.lookahead_frames) % advance == 0:
         frames -= advance // 2 // unit * unit  # so the stream ends with a shorter chunk, as real ones do
     return frames

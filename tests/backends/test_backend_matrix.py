@@ -3,9 +3,15 @@
 import json
 import os
 
+import numpy as np
+import pytest
+
 from stateport.cli.main import main
 from stateport.export.backends import get_backend
+from stateport.export.card_builder import build_card
 from stateport.export.matrix import Cell, markdown_matrix, parity_matrix, run_cell
+from stateport.export.sources import build_model
+from stateport.verify.parity import _slice, chunk_plan, usable_frames
 
 
 def test_onnx_cell_passes_and_a_missing_extra_is_a_skipped_cell(monkeypatch, tmp_path):
@@ -81,3 +87,29 @@ def test_isolated_cell_matches_and_a_native_crash_stays_in_its_cell(monkeypatch)
                         lambda *a: [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
     crashed = matrix.run_cell_isolated("lstm-ctc", "onnx", size="tiny", seconds=2.0)
     assert crashed.status == "error" and crashed.reason == "crashed (SIGSEGV) inside the onnx converter or runtime"
+
+
+def test_a_static_look_ahead_graph_is_fed_its_own_chunk():
+    """A static look-ahead graph takes exactly frames_per_step frames, its look-ahead included. Measured
+    before: the proof advanced by frames_per_step and then added the look-ahead, feeding 46 frames to the
+    39-frame graph of lstm-transducer's encoder, so its TFLite and ExecuTorch cells failed (XNNPACK could
+    not reshape)."""
+    model, _ = build_model(arch="lstm-transducer", size="tiny")
+    encoder = model.graphs()["encoder"]
+    card = build_card(encoder, name="encoder", chunk_frames=encoder.streaming.frames_per_step, static=True,
+                      provenance={"architecture": "lstm-transducer"})
+    s = card.streaming
+    assert s.static and s.lookahead_frames == 7 and s.frames_per_step == 39
+    frames = usable_frames(card, 500)
+    lengths = chunk_plan(card, frames)["nominal"]
+    assert set(lengths) == {32} and sum(lengths) + 7 == frames
+    x = {"features": np.zeros((1, frames, 80), np.float32)}
+    starts = np.cumsum([0, *lengths[:-1]])
+    assert {_slice(x, card, a, a + n)["features"].shape[1] for a, n in zip(starts, lengths)} == {39}
+
+
+def test_static_look_ahead_encoder_cell_passes_on_tflite(tmp_path):
+    cell = run_cell("lstm-transducer", "tflite", size="tiny", seconds=2.0, out_dir=str(tmp_path))
+    if cell.status == "skipped":
+        pytest.skip(cell.reason)
+    assert cell.status == "pass", cell
