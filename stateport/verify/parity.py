@@ -115,7 +115,7 @@ def usable_frames(card: ModelCard, frames: int) -> int:
     """Trim a frame count so every chunking can cover it (multiples, static chunk size)."""
     s = card.streaming
     advance = s.frames_per_step - s.lookahead_frames
-    if s.static:
+    if s.static and advance > 0:  # (a frame-wise graph, frames_per_step 0, takes any count of single frames)
         # Whole static steps: each advances ``advance`` frames and reads the look-ahead after them
         # (measured before: a static look-ahead graph was fed its chunk plus the look-ahead again).
         return s.lookahead_frames + max((frames - s.lookahead_frames) // advance, 1) * advance

@@ -113,3 +113,16 @@ def test_static_look_ahead_encoder_cell_passes_on_tflite(tmp_path):
     if cell.status == "skipped":
         pytest.skip(cell.reason)
     assert cell.status == "pass", cell
+
+
+def test_static_frame_wise_and_token_graphs_keep_their_plans():
+    """The static branch must not divide by a frame-wise graph's frames_per_step of 0 (rnnt's joiner)."""
+    model, _ = build_model(arch="rnnt", size="tiny")
+    plans = {}
+    for name, graph in model.graphs().items():
+        chunk = 0 if graph.is_frame_wise() else graph.streaming.frames_per_step
+        card = build_card(graph, name=name, chunk_frames=chunk, static=True, provenance={"architecture": "rnnt"})
+        frames = usable_frames(card, 100)
+        plans[name] = (frames, {k: sum(v) for k, v in chunk_plan(card, frames).items()})
+    assert plans == {"encoder": (96, {"nominal": 96}), "predictor": (100, {"nominal": 100}),
+                     "joiner": (100, {"1-frame": 100})}
